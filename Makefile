@@ -1,0 +1,44 @@
+# CLASS lunar XRF plugin: set-up, tests, demo, benchmarks and packaging.
+# Everything runs from a fresh Debian 12 machine as root: `make test`, `make demo`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PLUGIN_NAME := class_qgis
+APT_PACKAGES := qgis python3-qgis qgis-providers xvfb python3-venv
+STAMP_APT := $(VENV)/.apt-done
+STAMP_PIP := $(VENV)/.pip-done
+export QT_QPA_PLATFORM := offscreen
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup test test-core test-qgis demo bench package clean
+
+setup: $(STAMP_PIP)
+
+$(STAMP_APT):
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@touch $@
+
+$(STAMP_PIP): requirements.txt $(STAMP_APT)
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	$(PY) -m class_qgis_plugin.cli demo --out demo_output
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+package:
+	@rm -f $(PLUGIN_NAME).zip
+	git archive --format=zip --prefix=$(PLUGIN_NAME)/ -o $(PLUGIN_NAME).zip HEAD \
+	    -- metadata.txt LICENSE __init__.py plugin.py class_qgis_plugin processing_provider resources requirements.txt README.md
+	@echo "wrote $(PLUGIN_NAME).zip"
+
+clean:
+	rm -rf $(VENV) $(PLUGIN_NAME).zip demo_output .pytest_cache
