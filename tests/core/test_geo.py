@@ -1,0 +1,84 @@
+"""Lunar geometry, regions and CRS round trips of the shared writers."""
+import numpy as np
+import pytest
+from shapely.geometry import Polygon
+
+from class_qgis_plugin import geo
+from class_qgis_plugin.errors import ClassXRFError
+
+
+def test_region_partition_matches_paper_convention():
+    # i = 0 at 90N, j = 0 at 180W; 22.5 x 45 degrees
+    assert geo.region_bounds(0, 0) == (-180.0, 67.5, -135.0, 90.0)
+    assert geo.region_bounds(7, 7) == (135.0, -90.0, 180.0, -67.5)
+    assert geo.region_of(-17.0, 3.9) == (4, 4)
+    lat, lon = geo.region_grid(4, 4)
+    assert lat.shape == (342,) and lon.shape == (682,)
+    # pixel of about 2 km: 22.5 deg of a 1737.4 km sphere over 342 rows
+    assert abs(np.radians(22.5) * 1737.4 / 342 - 2.0) < 0.01
+    r, c = geo.region_pixel(4, 4, lat[10], lon[20])
+    assert (r, c) == (10, 20)
+    with pytest.raises(ClassXRFError):
+        geo.region_bounds(8, 0)
+
+
+def test_haversine_quarter_circumference():
+    d = geo.haversine_km(0.0, 0.0, 0.0, 90.0)
+    assert d == pytest.approx(np.pi / 2 * 1737.4, rel=1e-12)
+
+
+def test_footprint_across_antimeridian_is_split_and_keeps_area():
+    lats = [1.0, -1.0, -1.0, 1.0]
+    lons = [179.5, 179.5, -179.5, -179.5]
+    g = geo.footprint_polygon(lats, lons)
+    assert g.geom_type == "MultiPolygon"
+    assert g.area == pytest.approx(2.0 * 1.0)  # 1 deg of longitude x 2 deg of latitude
+    minx, _, maxx, _ = g.bounds
+    assert minx >= -180 and maxx <= 180
+    with pytest.raises(ClassXRFError):
+        geo.footprint_polygon([1, np.nan, 0, 1], [0, 1, 1, 0])
+
+
+def test_union_footprints_over_meridian():
+    a = geo.footprint_polygon([1, -1, -1, 1], [178.0, 178.0, 179.8, 179.8])
+    b = geo.footprint_polygon([1, -1, -1, 1], [179.5, 179.5, -179.0, -179.0])
+    u = geo.union_footprints([a, b])
+    assert u.area == pytest.approx(2 * (3.0))  # from 178 to 181 (=-179)
+    assert u.contains(a.buffer(-1e-9))
+
+
+def test_geotiff_crs_round_trip(tmp_path):
+    import rasterio
+    data = np.arange(2 * 20 * 30, dtype=np.float32).reshape(2, 20, 30)
+    data[0, 0, 0] = np.nan
+    p = geo.write_geotiff(tmp_path / "a.tif", data, 10.0, 5.0, 0.1, 0.1, band_names=["Mg", "Al"])
+    with rasterio.open(p) as src:
+        assert src.crs.to_string() == "IAU_2015:30100"
+        assert src.descriptions == ("Mg", "Al")
+    back, meta = geo.read_geotiff(p)
+    assert np.isnan(back[0, 0, 0])
+    assert np.array_equal(back[1], data[1])
+    assert meta["west"] == pytest.approx(10.0) and meta["north"] == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("ext", [".gpkg", ".shp"])
+def test_vector_round_trip_keeps_lunar_crs(tmp_path, ext):
+    from pyproj import CRS
+    polys = [Polygon([(0, 0), (1, 0), (1, 1), (0, 1)]), geo.footprint_polygon([1, -1, -1, 1], [179.5, 179.5, -179.5, -179.5])]
+    path = tmp_path / f"obs{ext}"
+    geo.write_vector(path, polys, {"obs_id": [1, 2], "pha_path": ["a.pha", "b.pha"], "Mg": [4.5, np.nan]})
+    geoms, attrs, crs = geo.read_vector(path)
+    assert len(geoms) == 2 and geoms[1].area == pytest.approx(2.0)
+    assert list(attrs["pha_path"]) == ["a.pha", "b.pha"]
+    c = CRS.from_user_input(crs)
+    assert c.is_geographic
+    assert c.ellipsoid.semi_major_metre == pytest.approx(1737400.0)
+
+
+def test_vector_refuses_long_shapefile_names_and_keeps_old_file(tmp_path):
+    path = tmp_path / "obs.shp"
+    geo.write_vector(path, [Polygon([(0, 0), (1, 0), (1, 1)])], {"a": [1]})
+    before = path.read_bytes()
+    with pytest.raises(ClassXRFError, match="longername12"):
+        geo.write_vector(path, [Polygon([(0, 0), (1, 0), (1, 1)])], {"longername12": [1]})
+    assert path.read_bytes() == before
