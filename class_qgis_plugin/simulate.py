@@ -249,17 +249,17 @@ def class_like_response(n_channels=CLASS_CHANNELS, gain_kev=CLASS_GAIN_KEV):
 
 
 def background_rate(n_channels=CLASS_CHANNELS, gain_kev=CLASS_GAIN_KEV):
-    """Instrument background of the CLASS detectors, counts/s/channel (all 16 SCDs).
+    """Instrument background of the CLASS detectors, counts/s/channel (all 16 SCDs, 13.5 eV channels).
 
-    Shape of the long-term night-side background: a low-energy noise shoulder, a flat particle
-    continuum and the Si K fluorescence of the detector at 1.74 keV; level about 0.6 counts/s in
-    0.9 to 4.2 keV, as in the 441,000-s CLASS background of 2019-2020.
+    A smooth curve through the long-term CLASS background of 2019-09 to 2020-05 (441,000 s,
+    ``background_allevents.fits``): about 0.10 counts/s/channel at 0.9 keV falling to 0.045 at
+    4 keV and flat near 0.04 above, i.e. about 15 counts/s in 0.9 to 4.2 keV; a ramp below 0.5 keV
+    where the low-level threshold cuts in.
     """
     e = (np.arange(n_channels) + 0.5) * gain_kev
-    rate = 2.2e-4 + 3.0e-3 * np.exp(-(e - 0.5) / 0.25) * (e > 0.5)
-    rate += 6e-4 * np.exp(-0.5 * ((e - 1.74) / 0.06) ** 2)
-    rate[e < 0.45] = 0.0
-    return rate
+    rate = 0.038 + 0.075 * np.exp(-(e - 0.75) / 1.3)
+    rate *= np.clip((e - 0.25) / 0.25, 0.0, 1.0)
+    return rate * (gain_kev / CLASS_GAIN_KEV)
 
 
 # --------------------------------------------------------------------------- writing

@@ -1,0 +1,1052 @@
+"""OGIP spectral files: PHA (type I and II), RMF and ARF, read and write.
+
+Formats follow the HEASARC OGIP memos:
+
+* PHA: OGIP/92-007 ("The OGIP Spectral File Format") and its addendum 92-007a: a ``SPECTRUM``
+  binary table with ``CHANNEL`` and ``COUNTS`` (or ``RATE`` in counts/s), optional ``STAT_ERR``,
+  ``SYS_ERR``, ``QUALITY``, ``GROUPING``, and ``EXPOSURE``/``BACKSCAL``/``AREASCAL`` either as
+  header keys or as columns. Type II files hold one spectrum per row (vector columns).
+* RMF/ARF: CAL/GEN/92-002 ("The Calibration Requirements for Spectral Analysis"): ``EBOUNDS``
+  (``CHANNEL``, ``E_MIN``, ``E_MAX``) and ``MATRIX`` / ``SPECRESP MATRIX`` (``ENERG_LO``,
+  ``ENERG_HI``, ``N_GRP``, ``F_CHAN``, ``N_CHAN``, ``MATRIX``), where ``F_CHAN``/``N_CHAN``/
+  ``MATRIX`` may be variable-length arrays and ``N_GRP`` > 1; the first legal channel is the
+  ``TLMIN`` of the ``F_CHAN`` column (0 or 1). ARF: ``SPECRESP`` table with ``ENERG_LO``,
+  ``ENERG_HI``, ``SPECRESP`` (cm^2); CLASS's own ARFs name the energy columns ``E_LOW``/``E_HIGH``,
+  which are accepted too.
+
+The real CLASS files carry non-standard cards (``GAIN USE`` keys with a space, ``HIERARCH`` cards,
+values with comments embedded in strings such as ``'4.53672e-09 / A...'``): header values are read
+card by card and fall back to parsing the raw 80-character card image when astropy refuses one;
+:func:`header_float` turns such a value into a number.
+
+Every write goes to a temporary file in the destination folder and is moved into place with
+``os.replace`` only when complete.
+"""
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Optional
+
+import numpy as np
+
+from .errors import ClassXRFError
+
+__all__ = [
+    "PHA", "RMF", "ARF", "read_pha", "read_pha_typeii", "write_pha", "read_rmf", "write_rmf",
+    "read_arf", "write_arf", "header_float", "header_value", "parse_card_image", "parse_utc",
+    "header_to_dict", "atomic_fits_write",
+]
+
+# --------------------------------------------------------------------------------------------
+# Header helpers
+# --------------------------------------------------------------------------------------------
+
+_NUM_RE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)")
+_STRUCTURAL = re.compile(
+    r"^(XTENSION|BITPIX|NAXIS\d*|PCOUNT|GCOUNT|TFIELDS|TTYPE\d+|TFORM\d+|TUNIT\d+|TSCAL\d+|"
+    r"TZERO\d+|TNULL\d+|TDIM\d+|TDISP\d+|TLMIN\d+|TLMAX\d+|THEAP|EXTNAME|SIMPLE|EXTEND|END|"
+    r"CHECKSUM|DATASUM)$")
+
+
+def parse_card_image(image):
+    """Parse one raw 80-character FITS card image into ``(key, value, comment)``.
+
+    Tolerates what astropy may refuse: free-format numbers, ``D`` exponents, a missing closing
+    quote, ``HIERARCH`` cards and keys with blanks (``GAIN USE``). A card without a value
+    indicator returns ``value=None``. Strings are returned with trailing blanks stripped.
+    """
+    image = image.ljust(80)[:80] if len(image) <= 80 else image
+    if image.startswith("HIERARCH"):
+        body = image[8:]
+        if "=" not in body:
+            return body.strip(), None, ""
+        k, rest = body.split("=", 1)
+        key = k.strip()
+    else:
+        key = image[:8].strip()
+        if image[8:10] != "= ":
+            return key, None, image[8:].strip()
+        rest = image[10:]
+    rest = rest.strip()
+    if rest.startswith("'"):
+        # FITS string: '' escapes a quote; ends at the first lone quote
+        out = []
+        i = 1
+        while i < len(rest):
+            c = rest[i]
+            if c == "'":
+                if i + 1 < len(rest) and rest[i + 1] == "'":
+                    out.append("'")
+                    i += 2
+                    continue
+                break
+            out.append(c)
+            i += 1
+        value = "".join(out).rstrip()
+        tail = rest[i + 1:]
+        comment = tail.split("/", 1)[1].strip() if "/" in tail else ""
+        return key, value, comment
+    if "/" in rest:
+        v, comment = rest.split("/", 1)
+    else:
+        v, comment = rest, ""
+    v = v.strip()
+    comment = comment.strip()
+    if v == "T":
+        return key, True, comment
+    if v == "F":
+        return key, False, comment
+    if v == "":
+        return key, None, comment
+    try:
+        return key, int(v), comment
+    except ValueError:
+        pass
+    try:
+        return key, float(v.replace("D", "E").replace("d", "e")), comment
+    except ValueError:
+        return key, v, comment
+
+
+def header_to_dict(header):
+    """A plain ``dict`` of an astropy header's keyword values (no COMMENT/HISTORY/structure).
+
+    Each card's value is taken from astropy when it parses it; otherwise the raw card image is
+    parsed by :func:`parse_card_image`. Returns ``(values, comments)``.
+    """
+    values, comments = {}, {}
+    for card in header.cards:
+        try:
+            key = card.keyword
+        except Exception:  # pragma: no cover - astropy refuses even the keyword
+            key = None
+        if key in ("COMMENT", "HISTORY", ""):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = card.value
+                comment = card.comment
+            if hasattr(value, "__class__") and value.__class__.__name__ == "Undefined":
+                value = None
+        except Exception:
+            try:
+                image = card.image
+            except Exception:
+                image = str(card)
+            key, value, comment = parse_card_image(image)
+        if key is None:
+            continue
+        if isinstance(value, str):
+            value = value.rstrip()
+        if isinstance(value, (np.bool_,)):
+            value = bool(value)
+        values[key] = value
+        comments[key] = comment
+    return values, comments
+
+
+def header_value(header, key, path=None, default=KeyError):
+    """Value of ``key`` in ``header`` (a dict or astropy header), or ``default``.
+
+    Raises :class:`ClassXRFError` naming ``path`` and ``key`` when the key is missing and no
+    default is given.
+    """
+    try:
+        return header[key]
+    except (KeyError, IndexError):
+        if default is KeyError:
+            raise ClassXRFError(path, "required header key is missing", key=key) from None
+        return default
+
+
+def header_float(header, key, path=None, default=KeyError, allow_nan=False):
+    """A header value as ``float``, robust to values written as strings.
+
+    Accepts numbers, numeric strings, and strings with a comment embedded after the number
+    (``'4.53672e-09 / Angle ...'``) as found on some CLASS cards. A missing key raises
+    :class:`ClassXRFError` (unless ``default`` is given); a value that is not a number, or a
+    non-finite number when ``allow_nan`` is false, raises it too, naming file and key.
+    """
+    value = header_value(header, key, path, default)
+    if value is default and default is not KeyError:
+        return default
+    if isinstance(value, bool):
+        raise ClassXRFError(path, f"value {value!r} is not a number", key=key)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        x = float(value)
+    elif isinstance(value, str):
+        s = value.strip()
+        if s.lower() in ("nan", "+nan", "-nan"):
+            x = float("nan")
+        elif s.lower() in ("inf", "+inf", "-inf", "infinity"):
+            x = float(s.lower().replace("infinity", "inf"))
+        else:
+            m = _NUM_RE.match(s)
+            if not m:
+                raise ClassXRFError(path, f"value {value!r} is not a number", key=key)
+            x = float(m.group(1).replace("D", "E").replace("d", "e"))
+    elif value is None:
+        raise ClassXRFError(path, "key has no value", key=key)
+    else:
+        raise ClassXRFError(path, f"value {value!r} is not a number", key=key)
+    if not allow_nan and not np.isfinite(x):
+        raise ClassXRFError(path, f"value is not finite ({x})", key=key)
+    return x
+
+
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
+
+
+def parse_utc(value, path=None, key=None):
+    """Parse a UTC time string of a CLASS/XSM header into a timezone-aware ``datetime``.
+
+    Accepts ISO 8601 (``2024-01-23T03:32:22.609``, with ``T`` or a blank, up to nanoseconds) and
+    ``DD-Mon-YYYY`` (as in CLASS's long-term background file).
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, str) or not value.strip():
+        raise ClassXRFError(path, f"time value {value!r} is not a UTC time string", key=key)
+    s = value.strip().replace(" ", "T", 1)
+    if s.endswith("Z"):
+        s = s[:-1]
+    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?$", s)
+    if m:
+        frac = (m.group(2) or ".0")[1:]
+        us = int(round(float("0." + frac) * 1e6))
+        base = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
+        if us >= 1000000:  # rounding 0.9999997 s
+            from datetime import timedelta
+            base = base + timedelta(seconds=1)
+            us -= 1000000
+        return base.replace(microsecond=us, tzinfo=timezone.utc)
+    m = re.match(r"^(\d{4}-\d{2}-\d{2})$", s)
+    if m:
+        return datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    m = re.match(r"^(\d{1,2})-([A-Za-z]{3})-(\d{4})$", s)
+    if m and m.group(2).lower() in _MONTHS:
+        return datetime(int(m.group(3)), _MONTHS[m.group(2).lower()], int(m.group(1)),
+                        tzinfo=timezone.utc)
+    raise ClassXRFError(path, f"time value {value!r} is not a UTC time string", key=key)
+
+
+def format_utc(dt):
+    """ISO 8601 with milliseconds, as CLASS headers write times (``2024-01-23T03:32:22.609``)."""
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}"
+
+
+# --------------------------------------------------------------------------------------------
+# FITS access with clear errors
+# --------------------------------------------------------------------------------------------
+
+def _open_fits(path):
+    from astropy.io import fits
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ClassXRFError(p, "file not found")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(80)
+    except OSError as exc:
+        raise ClassXRFError(p, f"cannot read the file ({exc})") from None
+    if not head.startswith(b"SIMPLE  ="):
+        raise ClassXRFError(p, "not a FITS file (it does not start with a SIMPLE card)",
+                            key="SIMPLE")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hdul = fits.open(p, memmap=False, lazy_load_hdus=False)
+    except Exception as exc:
+        raise ClassXRFError(p, f"not a readable FITS file ({exc})") from None
+    return hdul
+
+
+def _find_hdu(hdul, path, names, hduclas_key=None, hduclas_values=(), column=None):
+    """First table HDU with EXTNAME in ``names`` (case-insensitive), else one whose HDUCLASn
+    says so, else one that has ``column``."""
+    names_u = [n.upper() for n in names]
+    for hdu in hdul[1:]:
+        if str(hdu.header.get("EXTNAME", "")).strip().upper() in names_u:
+            return hdu
+    if hduclas_key:
+        for hdu in hdul[1:]:
+            if str(hdu.header.get(hduclas_key, "")).strip().upper() in hduclas_values:
+                return hdu
+    if column:
+        for hdu in hdul[1:]:
+            cols = getattr(hdu, "columns", None)
+            if cols is not None and column.upper() in [c.name.upper() for c in cols]:
+                return hdu
+    raise ClassXRFError(path, f"no {names[0]} extension found", key="EXTNAME")
+
+
+def _read_table_data(hdu, path):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = hdu.data
+    except Exception as exc:
+        raise ClassXRFError(path, f"table data cannot be read (truncated file?): {exc}",
+                            key=hdu.header.get("EXTNAME", "data")) from None
+    if data is None:
+        raise ClassXRFError(path, "the table has no rows", key="NAXIS2")
+    return data
+
+
+def _colnames(data):
+    return {n.upper(): n for n in data.columns.names}
+
+
+def _column(data, name, path, required=True):
+    names = _colnames(data)
+    if name.upper() not in names:
+        if required:
+            raise ClassXRFError(path, "required column is missing", key=name)
+        return None
+    try:
+        return np.asarray(data[names[name.upper()]])
+    except Exception as exc:
+        raise ClassXRFError(path, f"column cannot be read (truncated file?): {exc}",
+                            key=name) from None
+
+
+def atomic_fits_write(path, hdul):
+    """Write an astropy ``HDUList`` to a temporary file beside ``path``, then ``os.replace``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".fits", dir=folder)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hdul.writeto(tmp, overwrite=True, checksum=False, output_verify="silentfix")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# PHA
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class PHA:
+    """One OGIP spectrum. ``counts`` are counts per channel (RATE files are converted with
+    EXPOSURE); ``stat_err`` is in counts too. ``quality``/``grouping``/``stat_err`` are ``None``
+    when the file gives none (or gives the scalar 0 of "not specified")."""
+    counts: np.ndarray
+    channel: np.ndarray
+    exposure: float
+    stat_err: Optional[np.ndarray] = None
+    quality: Optional[np.ndarray] = None
+    grouping: Optional[np.ndarray] = None
+    backscal: object = 1.0
+    areascal: object = 1.0
+    header: dict = field(default_factory=dict)
+    path: Optional[str] = None
+    sys_err: Optional[np.ndarray] = None
+    comments: dict = field(default_factory=dict)
+
+    @property
+    def n_channels(self):
+        return int(np.size(self.counts))
+
+    @property
+    def rate(self):
+        """Counts per second per channel."""
+        return np.asarray(self.counts, float) / float(self.exposure)
+
+    @property
+    def first_channel(self):
+        return int(self.channel[0]) if np.size(self.channel) else 0
+
+
+def _scalar_or_column(data, header, name, path, n_rows, row=None, default=None):
+    """OGIP quantity given either as column (per channel, or per row in type II) or as key."""
+    col = _column(data, name, path, required=False)
+    if col is not None:
+        return col if row is None else col[row]
+    if name in header:
+        return header[name]
+    return default
+
+
+def _optional_array(value, n, dtype, path, key):
+    """Column array, or None for the 'not specified' scalar 0 of the key form, or a constant."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        if isinstance(value, str):
+            return None
+        if float(arr) == 0:
+            return None
+        return np.full(n, arr, dtype=dtype)
+    if arr.size != n:
+        raise ClassXRFError(path, f"has {arr.size} values for {n} channels", key=key)
+    return arr.astype(dtype)
+
+
+def _pha_from_arrays(path, header, comments, channel, counts, rate, exposure, stat_err, sys_err,
+                     quality, grouping, backscal, areascal, poisserr):
+    n = counts.size if counts is not None else rate.size
+    if exposure is None:
+        raise ClassXRFError(path, "required key is missing", key="EXPOSURE")
+    try:
+        exposure = float(exposure)
+    except (TypeError, ValueError):
+        exposure = header_float({"EXPOSURE": exposure}, "EXPOSURE", path)
+    if not np.isfinite(exposure) or exposure <= 0:
+        raise ClassXRFError(path, f"exposure must be positive (got {exposure})", key="EXPOSURE")
+    if counts is None:
+        rate = np.asarray(rate, float)
+        counts = rate * exposure
+        se = _optional_array(stat_err, n, float, path, "STAT_ERR")
+        stat_err = None if se is None else se * exposure
+    else:
+        counts = np.asarray(counts, float)
+        stat_err = _optional_array(stat_err, n, float, path, "STAT_ERR")
+    if not np.all(np.isfinite(counts)):
+        raise ClassXRFError(path, "spectrum has non-finite values",
+                            key="RATE" if rate is not None else "COUNTS")
+    if channel is None:
+        tlmin = header.get("TLMIN1", 1)
+        channel = np.arange(n) + int(tlmin if isinstance(tlmin, (int, np.integer)) else 1)
+    channel = np.asarray(channel).astype(np.int64).ravel()
+    if channel.size != n:
+        raise ClassXRFError(path, f"has {channel.size} channels for {n} values", key="CHANNEL")
+
+    def _scal(v, key):
+        if v is None:
+            return 1.0
+        a = np.asarray(v, float)
+        if a.ndim == 0:
+            return float(a)
+        if a.size != n:
+            raise ClassXRFError(path, f"has {a.size} values for {n} channels", key=key)
+        return a
+
+    return PHA(counts=counts, channel=channel, exposure=exposure, stat_err=stat_err,
+               quality=_optional_array(quality, n, np.int16, path, "QUALITY"),
+               grouping=_optional_array(grouping, n, np.int16, path, "GROUPING"),
+               backscal=_scal(backscal, "BACKSCAL"), areascal=_scal(areascal, "AREASCAL"),
+               header=header, path=None if path is None else os.fspath(path),
+               sys_err=_optional_array(sys_err, n, float, path, "SYS_ERR"), comments=comments)
+
+
+def read_pha(path):
+    """Read an OGIP type I PHA file (``SPECTRUM`` extension) into a :class:`PHA`.
+
+    Counts come from ``COUNTS`` or from ``RATE`` x ``EXPOSURE``. A type II file raises an error
+    pointing to :func:`read_pha_typeii`.
+    """
+    hdul = _open_fits(path)
+    try:
+        hdu = _find_hdu(hdul, path, ["SPECTRUM"], "HDUCLAS1", ("SPECTRUM",), column="COUNTS")
+        header, comments = header_to_dict(hdu.header)
+        data = _read_table_data(hdu, path)
+        names = _colnames(data)
+        if "COUNTS" not in names and "RATE" not in names:
+            raise ClassXRFError(path, "spectrum has neither a COUNTS nor a RATE column",
+                                key="COUNTS")
+        key = "COUNTS" if "COUNTS" in names else "RATE"
+        values = _column(data, key, path)
+        if values.ndim > 1 or str(header.get("HDUCLAS4", "")).strip().upper() == "TYPE:II":
+            raise ClassXRFError(path, "is a type II PHA file (one spectrum per row); "
+                                "use read_pha_typeii", key=key)
+        n = values.size
+        channel = _column(data, "CHANNEL", path, required=False)
+        return _pha_from_arrays(
+            path, header, comments, channel,
+            values if key == "COUNTS" else None, values if key == "RATE" else None,
+            _scalar_or_column(data, header, "EXPOSURE", path, n),
+            _scalar_or_column(data, header, "STAT_ERR", path, n),
+            _scalar_or_column(data, header, "SYS_ERR", path, n),
+            _scalar_or_column(data, header, "QUALITY", path, n),
+            _scalar_or_column(data, header, "GROUPING", path, n),
+            _scalar_or_column(data, header, "BACKSCAL", path, n, default=1.0),
+            _scalar_or_column(data, header, "AREASCAL", path, n, default=1.0),
+            header.get("POISSERR"))
+    finally:
+        hdul.close()
+
+
+def read_pha_typeii(path):
+    """Read an OGIP type II PHA file: one :class:`PHA` per row of the ``SPECTRUM`` table.
+
+    Per-row quantities (``EXPOSURE``, ``BACKSCAL``, ...) may be columns (scalar per row, or a
+    vector per channel) or header keys shared by all rows. A type I file gives a one-item list.
+    """
+    hdul = _open_fits(path)
+    try:
+        hdu = _find_hdu(hdul, path, ["SPECTRUM"], "HDUCLAS1", ("SPECTRUM",), column="COUNTS")
+        header, comments = header_to_dict(hdu.header)
+        data = _read_table_data(hdu, path)
+        names = _colnames(data)
+        if "COUNTS" not in names and "RATE" not in names:
+            raise ClassXRFError(path, "spectrum has neither a COUNTS nor a RATE column",
+                                key="COUNTS")
+        key = "COUNTS" if "COUNTS" in names else "RATE"
+        values = _column(data, key, path)
+        if values.ndim == 1:
+            hdul.close()
+            return [read_pha(path)]
+        out = []
+        n_rows, n = values.shape[0], values.shape[1]
+        chan_col = _column(data, "CHANNEL", path, required=False)
+        for r in range(n_rows):
+            row_header = dict(header)
+            if "SPEC_NUM" in names:
+                row_header["SPEC_NUM"] = int(_column(data, "SPEC_NUM", path)[r])
+            channel = None
+            if chan_col is not None:
+                channel = chan_col[r] if chan_col.ndim > 1 else chan_col
+            v = values[r]
+
+            def rowval(name, default=None):
+                col = _column(data, name, path, required=False)
+                if col is not None:
+                    return col[r]
+                return header.get(name, default)
+
+            pha = _pha_from_arrays(
+                path, row_header, comments, channel,
+                v if key == "COUNTS" else None, v if key == "RATE" else None,
+                rowval("EXPOSURE"), rowval("STAT_ERR"), rowval("SYS_ERR"), rowval("QUALITY"),
+                rowval("GROUPING"), rowval("BACKSCAL", 1.0), rowval("AREASCAL", 1.0),
+                header.get("POISSERR"))
+            pha.header["EXPOSURE"] = pha.exposure
+            out.append(pha)
+        return out
+    finally:
+        hdul.close()
+
+
+_PHA_MANAGED = {"EXPOSURE", "BACKSCAL", "AREASCAL", "STAT_ERR", "SYS_ERR", "QUALITY", "GROUPING",
+                "POISSERR", "DETCHANS", "HDUCLASS", "HDUCLAS1", "HDUCLAS3", "HDUCLAS4", "HDUVERS",
+                "HDUVERS1", "CHANTYPE", "TLMIN1", "TLMAX1", "SPEC_NUM"}
+
+
+def _counts_column(counts):
+    counts = np.asarray(counts, float)
+    if np.all(np.isfinite(counts)) and np.all(counts == np.round(counts)) and \
+            np.all(np.abs(counts) < 2 ** 31 - 1):
+        return "J", counts.astype(np.int32)
+    return "D", counts
+
+
+def _fmt_value(value):
+    if isinstance(value, (bool, np.bool_)):
+        return ("T" if value else "F").rjust(20)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value)).rjust(20)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        text = repr(v).upper()
+        if "E" in text and "." not in text.split("E")[0]:
+            m, e = text.split("E")
+            text = m + ".0E" + e
+        elif "E" not in text and "." not in text:
+            text += "."
+        if len(text) > 20:
+            text = f"{v:.12E}"
+        return text.rjust(20)
+    s = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in str(value)).replace("'", "''")
+    return "'" + s.ljust(8) + "'"
+
+
+def _long_string_cards(key, value, comment):
+    """OGIP 1.0 long-string convention: pieces ending in '&' continued on CONTINUE cards."""
+    s = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in value)
+    pieces = []
+    while s:
+        take = 67
+        piece = s[:take]
+        while len(piece.replace("'", "''")) > 67:
+            take -= 1
+            piece = s[:take]
+        s = s[take:]
+        pieces.append(piece)
+    cards = []
+    for k, piece in enumerate(pieces):
+        text = piece.replace("'", "''") + ("&" if k < len(pieces) - 1 else "")
+        head = key.ljust(8) + "= " if k == 0 else "CONTINUE  "
+        cards.append((head + "'" + text + "'")[:80].ljust(80))
+    if comment:
+        cards[-1] = (cards[-1].rstrip() + " / " + str(comment))[:80].ljust(80)
+    return "".join(cards)
+
+
+def _card(key, value, comment=""):
+    """One 80-character FITS card image (several, with CONTINUE cards of the OGIP long-string
+    convention, for a string longer than 68 characters)."""
+    if isinstance(value, str) and len(value.replace("'", "''")) > 68:
+        return _long_string_cards(key, value, comment)
+    if value is None:
+        text = key.ljust(8) + "= "
+    else:
+        text = key.ljust(8) + "= " + _fmt_value(value)
+    if comment:
+        text += " / " + "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in str(comment))
+    return text[:80].ljust(80)
+
+
+def _header_block(cards):
+    text = "".join(cards) + "END".ljust(80)
+    pad = (-len(text)) % _BLOCK_BYTES
+    return (text + " " * pad).encode("ascii")
+
+
+_BLOCK_BYTES = 2880
+_FITS_CODES = {"I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
+
+
+def write_simple_bintable(path, extname, columns, keys):
+    """Write a FITS file with an empty primary HDU and one binary table of scalar columns,
+    directly from NumPy (fast), atomically.
+
+    ``columns``: list of ``(name, code, array, unit)`` with code one of I, J, K, E, D;
+    ``keys``: list of ``(key, value, comment)`` cards written after the table structure.
+    """
+    n = len(columns[0][2]) if columns else 0
+    dtype = np.dtype({"names": [c[0] for c in columns],
+                      "formats": [_FITS_CODES[c[1]] for c in columns]})
+    table = np.empty(n, dtype=dtype)
+    for name, code, arr, _ in columns:
+        a = np.asarray(arr)
+        if a.shape != (n,):
+            raise ClassXRFError(path, f"column has shape {a.shape}, expected ({n},)", key=name)
+        table[name] = a
+    primary = [_card("SIMPLE", True, "conforms to FITS standard"),
+               _card("BITPIX", 8, "array data type"), _card("NAXIS", 0, "number of array dimensions"),
+               _card("EXTEND", True)]
+    ext = [_card("XTENSION", "BINTABLE", "binary table extension"),
+           _card("BITPIX", 8, "array data type"),
+           _card("NAXIS", 2, "number of array dimensions"),
+           _card("NAXIS1", dtype.itemsize, "length of dimension 1"),
+           _card("NAXIS2", n, "length of dimension 2"),
+           _card("PCOUNT", 0, "number of group parameters"),
+           _card("GCOUNT", 1, "number of groups"),
+           _card("TFIELDS", len(columns), "number of table fields")]
+    for i, (name, code, _, unit) in enumerate(columns, start=1):
+        ext.append(_card(f"TTYPE{i}", name))
+        ext.append(_card(f"TFORM{i}", "1" + code))
+        if unit:
+            ext.append(_card(f"TUNIT{i}", unit))
+    ext.append(_card("EXTNAME", extname, "name of this binary table extension"))
+    if any(isinstance(v, str) and len(v) > 68 for _, v, _ in keys):
+        ext.append(_card("LONGSTRN", "OGIP 1.0", "The OGIP long string convention may be used"))
+    seen = {"EXTNAME"}
+    for key, value, comment in keys:
+        if key in seen:
+            continue
+        seen.add(key)
+        ext.append(_card(key, value, comment))
+    data = table.tobytes()
+    data += b"\0" * ((-len(data)) % _BLOCK_BYTES)
+    blob = _header_block(primary) + _header_block(ext) + data
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".fits", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _plain_keys(values, comments, skip):
+    """(key, value, comment) for the plain scalar FITS keywords of a header dict."""
+    out = []
+    for key, value in values.items():
+        if key in skip or _STRUCTURAL.match(key):
+            continue
+        if not re.match(r"^[A-Z0-9_-]{1,8}$", key):
+            continue  # non-standard keys ('GAIN USE', HIERARCH) are not carried over
+        if isinstance(value, np.bool_):
+            value = bool(value)
+        elif isinstance(value, np.integer):
+            value = int(value)
+        elif isinstance(value, np.floating):
+            value = float(value)
+        if value is not None and not isinstance(value, (str, bool, int, float)):
+            continue
+        if isinstance(value, float) and not np.isfinite(value):
+            continue
+        out.append((key, value, (comments or {}).get(key, "")))
+    return out
+
+
+def write_pha(path, pha):
+    """Write a :class:`PHA` as an OGIP type I file (``COUNTS`` column; integer counts are
+    written as 32-bit integers, others as double), atomically.
+
+    Keys of ``pha.header`` that are plain FITS keywords are carried over (geometry, times,
+    RESPFILE/ANCRFILE/BACKFILE, ...); the OGIP keys are set from the dataclass fields. The file
+    is written directly with NumPy (no astropy), so writing thousands of spectra is fast.
+    """
+    counts = np.asarray(pha.counts, float).ravel()
+    n = counts.size
+    channel = np.asarray(pha.channel, dtype=np.int64).ravel()
+    if channel.size != n:
+        raise ClassXRFError(pha.path, f"has {channel.size} channels for {n} values",
+                            key="CHANNEL")
+    exposure = float(pha.exposure)
+    if not np.isfinite(exposure) or exposure <= 0:
+        raise ClassXRFError(path, f"exposure must be positive (got {exposure})", key="EXPOSURE")
+    fmt, cvals = _counts_column(counts)
+    cols = [("CHANNEL", "J", channel.astype(np.int32), ""),
+            ("COUNTS", fmt, cvals, "count")]
+    if pha.stat_err is not None:
+        cols.append(("STAT_ERR", "D", np.asarray(pha.stat_err, float).ravel(), "count"))
+    if pha.sys_err is not None:
+        cols.append(("SYS_ERR", "D", np.asarray(pha.sys_err, float).ravel(), ""))
+    if pha.quality is not None:
+        cols.append(("QUALITY", "I", np.asarray(pha.quality).astype(np.int16).ravel(), ""))
+    if pha.grouping is not None:
+        cols.append(("GROUPING", "I", np.asarray(pha.grouping).astype(np.int16).ravel(), ""))
+    for name in ("BACKSCAL", "AREASCAL"):
+        v = np.asarray(getattr(pha, name.lower()), float)
+        if v.ndim > 0:
+            cols.append((name, "D", v.ravel(), ""))
+    hdr, com = pha.header or {}, pha.comments or {}
+
+    def get(key, default):
+        v = hdr.get(key, default)
+        return default if v is None or (isinstance(v, str) and not v.strip()) else v
+
+    det = hdr.get("DETCHANS", n)
+    keys = [("TLMIN1", int(channel.min()) if n else 0, "Lowest legal channel number"),
+            ("TLMAX1", int(channel.max()) if n else 0, "Highest legal channel number"),
+            ("HDUCLASS", "OGIP", "format conforms to OGIP standard"),
+            ("HDUCLAS1", "SPECTRUM", "PHA dataset (OGIP memo OGIP-92-007)"),
+            ("HDUVERS1", "1.2.1", "Obsolete - included for backwards compatibility"),
+            ("HDUVERS", "1.2.1", "Version of format (OGIP memo OGIP-92-007a)"),
+            ("HDUCLAS2", str(get("HDUCLAS2", "TOTAL")).strip(), "TOTAL, NET or BKG spectrum"),
+            ("HDUCLAS3", "COUNT", "PHA data stored as counts (not count/s)"),
+            ("TELESCOP", str(get("TELESCOP", "UNKNOWN")), "mission/satellite name"),
+            ("INSTRUME", str(get("INSTRUME", "UNKNOWN")), "instrument/detector name"),
+            ("FILTER", str(get("FILTER", "none")), "filter in use"),
+            ("EXPOSURE", exposure, "exposure (in seconds)")]
+    for name in ("BACKSCAL", "AREASCAL"):
+        v = np.asarray(getattr(pha, name.lower()), float)
+        if v.ndim == 0:
+            keys.append((name, float(v), f"{name.lower()[:-4]} scaling factor"))
+    for key, text in (("BACKFILE", "associated background filename"),
+                      ("CORRFILE", "associated correction filename"),
+                      ("RESPFILE", "associated redistrib matrix filename"),
+                      ("ANCRFILE", "associated ancillary response filename")):
+        keys.append((key, str(get(key, "NONE")).strip(), text))
+    corr = hdr.get("CORRSCAL", 1.0)
+    keys += [("CORRSCAL", float(corr) if isinstance(corr, (int, float)) and
+              not isinstance(corr, bool) else 1.0, "correction file scaling factor"),
+             ("DETCHANS", int(det) if isinstance(det, (int, np.integer)) and
+              not isinstance(det, bool) else n, "total number possible channels"),
+             ("CHANTYPE", str(get("CHANTYPE", "PHA")).strip(), "channel type (PHA, PI etc)"),
+             ("POISSERR", pha.stat_err is None, "Poissonian errors to be assumed")]
+    if pha.stat_err is None:
+        keys.append(("STAT_ERR", 0, "no statistical error specified"))
+    if pha.sys_err is None:
+        keys.append(("SYS_ERR", 0, "no systematic error specified"))
+    if pha.grouping is None:
+        keys.append(("GROUPING", 0, "no grouping of the data has been defined"))
+    if pha.quality is None:
+        keys.append(("QUALITY", 0, "no data quality information specified"))
+    managed = {k for k, _, _ in keys}
+    keys += _plain_keys(hdr, com, _PHA_MANAGED | managed)
+    write_simple_bintable(path, "SPECTRUM", cols, keys)
+
+
+# --------------------------------------------------------------------------------------------
+# RMF
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class RMF:
+    """A redistribution matrix: ``matrix[i, j]`` is the probability that a photon of energy bin
+    ``i`` (``energ_lo[i]..energ_hi[i]`` keV) is recorded in channel ``first_channel + j``
+    (whose nominal bounds are ``e_min[j]..e_max[j]``)."""
+    energ_lo: np.ndarray
+    energ_hi: np.ndarray
+    e_min: np.ndarray
+    e_max: np.ndarray
+    matrix: np.ndarray
+    first_channel: int = 0
+    header: dict = field(default_factory=dict)
+    path: Optional[str] = None
+
+    @property
+    def n_channels(self):
+        return int(self.matrix.shape[1])
+
+    @property
+    def n_energies(self):
+        return int(self.matrix.shape[0])
+
+    @property
+    def channel(self):
+        return self.first_channel + np.arange(self.n_channels)
+
+    @property
+    def energy_mid(self):
+        return 0.5 * (np.asarray(self.energ_lo, float) + np.asarray(self.energ_hi, float))
+
+    def fold(self, photons_per_energy_bin):
+        """Fold photons (or counts after the ARF) per energy bin, shape ``(..., n_e)``, into
+        expected counts per channel, shape ``(..., n_chan)``."""
+        x = np.asarray(photons_per_energy_bin, dtype=float)
+        if x.shape[-1] != self.n_energies:
+            raise ClassXRFError(self.path, f"fold expects {self.n_energies} energy bins, got "
+                                f"{x.shape[-1]}", key="ENERG_LO")
+        return x @ self.matrix
+
+
+def _as_list_of_arrays(col, n_rows):
+    """A column that may be scalar-per-row, fixed vector or variable-length, as a list."""
+    if col.dtype == object:
+        return [np.atleast_1d(np.asarray(c)) for c in col]
+    if col.ndim == 1:
+        return [np.atleast_1d(c) for c in col]
+    return [np.asarray(c) for c in col]
+
+
+def read_rmf(path):
+    """Read an OGIP RMF (``EBOUNDS`` + ``MATRIX``/``SPECRESP MATRIX``) into a dense :class:`RMF`.
+
+    Handles variable-length ``F_CHAN``/``N_CHAN``/``MATRIX``, ``N_GRP`` > 1, and the first channel
+    from ``TLMIN`` of the ``F_CHAN`` column (or a bare ``TLMIN`` key as CLASS writes it, or
+    ``EBOUNDS`` ``CHANNEL[0]``, or 1 as the OGIP default).
+    """
+    hdul = _open_fits(path)
+    try:
+        eb = _find_hdu(hdul, path, ["EBOUNDS"], "HDUCLAS2", ("EBOUNDS",), column="E_MIN")
+        mx = _find_hdu(hdul, path, ["MATRIX", "SPECRESP MATRIX"], "HDUCLAS2",
+                       ("RSP_MATRIX",), column="F_CHAN")
+        eb_data = _read_table_data(eb, path)
+        e_min = _column(eb_data, "E_MIN", path).astype(float)
+        e_max = _column(eb_data, "E_MAX", path).astype(float)
+        eb_chan = _column(eb_data, "CHANNEL", path, required=False)
+        n_chan = e_min.size
+        hdr, _ = header_to_dict(mx.header)
+        data = _read_table_data(mx, path)
+        names = _colnames(data)
+        elo = _column(data, "ENERG_LO", path).astype(float)
+        ehi = _column(data, "ENERG_HI", path).astype(float)
+        n_e = elo.size
+        # first legal channel
+        first = None
+        fcol_idx = [i for i, nm in enumerate(data.columns.names) if nm.upper() == "F_CHAN"]
+        if fcol_idx and f"TLMIN{fcol_idx[0] + 1}" in hdr:
+            first = hdr[f"TLMIN{fcol_idx[0] + 1}"]
+        elif "TLMIN" in hdr:
+            first = hdr["TLMIN"]
+        elif eb_chan is not None and eb_chan.size:
+            first = int(eb_chan[0])
+        else:
+            first = 1
+        try:
+            first = int(first)
+        except (TypeError, ValueError):
+            raise ClassXRFError(path, f"first channel {first!r} is not an integer",
+                                key="TLMIN") from None
+        det = hdr.get("DETCHANS")
+        if isinstance(det, (int, np.integer)) and det > n_chan:
+            n_chan = int(det)
+        for k in ("N_GRP", "F_CHAN", "N_CHAN", "MATRIX"):
+            if k not in names:
+                raise ClassXRFError(path, "required column is missing", key=k)
+        n_grp = _column(data, "N_GRP", path).astype(np.int64).ravel()
+        fch = _as_list_of_arrays(_column(data, "F_CHAN", path), n_e)
+        nch = _as_list_of_arrays(_column(data, "N_CHAN", path), n_e)
+        mat = _as_list_of_arrays(_column(data, "MATRIX", path), n_e)
+        dense = np.zeros((n_e, n_chan), dtype=float)
+        for i in range(n_e):
+            g = int(n_grp[i])
+            if g == 0:
+                continue
+            f = fch[i].astype(np.int64)[:g]
+            nn = nch[i].astype(np.int64)[:g]
+            row = np.asarray(mat[i], float).ravel()
+            src = 0  # MATRIX holds the values of the groups one after another (compressed)
+            for gi in range(g):
+                start = int(f[gi]) - first
+                cnt = int(nn[gi])
+                if start < 0 or start + cnt > n_chan:
+                    raise ClassXRFError(path, f"row {i}: channels {f[gi]}..{f[gi] + cnt - 1} "
+                                        f"outside {first}..{first + n_chan - 1}", key="F_CHAN")
+                if src + cnt > row.size:
+                    raise ClassXRFError(path, f"row {i}: MATRIX has {row.size} values, "
+                                        f"N_CHAN needs more", key="MATRIX")
+                dense[i, start:start + cnt] = row[src:src + cnt]
+                src += cnt
+        hdr_all = dict(hdr)
+        return RMF(energ_lo=elo, energ_hi=ehi, e_min=e_min[:n_chan] if e_min.size >= n_chan
+                   else np.concatenate([e_min, np.full(n_chan - e_min.size, np.nan)]),
+                   e_max=e_max[:n_chan] if e_max.size >= n_chan
+                   else np.concatenate([e_max, np.full(n_chan - e_max.size, np.nan)]),
+                   matrix=dense, first_channel=first, header=hdr_all, path=os.fspath(path))
+    finally:
+        hdul.close()
+
+
+def _groups_of_row(row, threshold):
+    """Runs of channels with ``row > threshold`` as (starts, lengths)."""
+    nz = row > threshold
+    if not nz.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    d = np.diff(np.concatenate([[0], nz.astype(np.int8), [0]]))
+    starts = np.flatnonzero(d == 1)
+    stops = np.flatnonzero(d == -1)
+    return starts, stops - starts
+
+
+def write_rmf(path, rmf, lo_thres=0.0, telescop="CHANDRAYAAN-2", instrume="CLASS"):
+    """Write an :class:`RMF` as an OGIP RMF (``MATRIX`` with variable-length ``F_CHAN``,
+    ``N_CHAN`` and ``MATRIX``; a row gets one group per run of values above ``lo_thres``),
+    atomically."""
+    from astropy.io import fits
+    m = np.asarray(rmf.matrix, float)
+    n_e, n_chan = m.shape
+    first = int(rmf.first_channel)
+    f_list, n_list, m_list, ngrp = [], [], [], np.zeros(n_e, np.int32)
+    for i in range(n_e):
+        s, ln = _groups_of_row(m[i], lo_thres)
+        ngrp[i] = s.size
+        f_list.append((s + first).astype(np.int32))
+        n_list.append(ln.astype(np.int32))
+        m_list.append(np.concatenate([m[i, a:a + b] for a, b in zip(s, ln)]).astype(np.float32)
+                      if s.size else np.zeros(0, np.float32))
+
+    def vla(lst, dtype):
+        arr = np.empty(len(lst), dtype=object)
+        for k, x in enumerate(lst):
+            arr[k] = np.asarray(x, dtype=dtype)
+        return arr
+
+    maxlen = max([x.size for x in m_list] + [1])
+    maxg = max(int(ngrp.max()) if n_e else 1, 1)
+    cols = [fits.Column(name="ENERG_LO", format="E", unit="keV",
+                        array=np.asarray(rmf.energ_lo, np.float32)),
+            fits.Column(name="ENERG_HI", format="E", unit="keV",
+                        array=np.asarray(rmf.energ_hi, np.float32)),
+            fits.Column(name="N_GRP", format="I", array=ngrp.astype(np.int16)),
+            fits.Column(name="F_CHAN", format=f"PJ({maxg})", array=vla(f_list, np.int32)),
+            fits.Column(name="N_CHAN", format=f"PJ({maxg})", array=vla(n_list, np.int32)),
+            fits.Column(name="MATRIX", format=f"PE({maxlen})", array=vla(m_list, np.float32))]
+    mhdu = fits.BinTableHDU.from_columns(cols, name="MATRIX")
+    h = mhdu.header
+    h["TLMIN4"] = (first, "first legal channel number")
+    h["TLMAX4"] = (first + n_chan - 1, "last legal channel number")
+    for key, val in (("TELESCOP", telescop), ("INSTRUME", instrume), ("FILTER", "none"),
+                     ("CHANTYPE", "PHA"), ("DETCHANS", n_chan), ("HDUCLASS", "OGIP"),
+                     ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "RSP_MATRIX"),
+                     ("HDUVERS", "1.3.0"), ("LO_THRES", float(lo_thres))):
+        v = rmf.header.get(key, val) if key in ("TELESCOP", "INSTRUME", "CHANTYPE") else val
+        h[key] = v
+    ecols = [fits.Column(name="CHANNEL", format="J",
+                         array=(first + np.arange(n_chan)).astype(np.int32)),
+             fits.Column(name="E_MIN", format="E", unit="keV",
+                         array=np.asarray(rmf.e_min, np.float32)),
+             fits.Column(name="E_MAX", format="E", unit="keV",
+                         array=np.asarray(rmf.e_max, np.float32))]
+    ehdu = fits.BinTableHDU.from_columns(ecols, name="EBOUNDS")
+    eh = ehdu.header
+    eh["TLMIN1"] = first
+    eh["TLMAX1"] = first + n_chan - 1
+    for key, val in (("TELESCOP", h["TELESCOP"]), ("INSTRUME", h["INSTRUME"]),
+                     ("FILTER", "none"), ("CHANTYPE", h["CHANTYPE"]), ("DETCHANS", n_chan),
+                     ("HDUCLASS", "OGIP"), ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "EBOUNDS"),
+                     ("HDUVERS", "1.2.0")):
+        eh[key] = val
+    atomic_fits_write(path, fits.HDUList([fits.PrimaryHDU(), mhdu, ehdu]))
+
+
+# --------------------------------------------------------------------------------------------
+# ARF
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ARF:
+    """An ancillary response: effective area ``specresp`` (cm^2) per energy bin (keV)."""
+    energ_lo: np.ndarray
+    energ_hi: np.ndarray
+    specresp: np.ndarray
+    header: dict = field(default_factory=dict)
+    path: Optional[str] = None
+
+    @property
+    def energy_mid(self):
+        return 0.5 * (np.asarray(self.energ_lo, float) + np.asarray(self.energ_hi, float))
+
+    def on_grid(self, energ_lo, energ_hi):
+        """Effective area interpolated (linearly, at bin centres; 0 outside) onto another
+        energy grid, e.g. an RMF's. Zero-width bins of this ARF are ignored."""
+        lo = np.asarray(self.energ_lo, float)
+        hi = np.asarray(self.energ_hi, float)
+        keep = hi > lo
+        mid = 0.5 * (lo + hi)[keep]
+        val = np.asarray(self.specresp, float)[keep]
+        order = np.argsort(mid)
+        target = 0.5 * (np.asarray(energ_lo, float) + np.asarray(energ_hi, float))
+        return np.interp(target, mid[order], val[order], left=0.0, right=0.0)
+
+
+def read_arf(path):
+    """Read an OGIP ARF (``SPECRESP`` extension). Energy columns ``ENERG_LO``/``ENERG_HI`` or
+    CLASS's ``E_LOW``/``E_HIGH``."""
+    hdul = _open_fits(path)
+    try:
+        hdu = _find_hdu(hdul, path, ["SPECRESP"], "HDUCLAS2", ("SPECRESP",), column="SPECRESP")
+        header, _ = header_to_dict(hdu.header)
+        data = _read_table_data(hdu, path)
+        names = _colnames(data)
+        if "ENERG_LO" in names:
+            lo_key, hi_key = "ENERG_LO", "ENERG_HI"
+        elif "E_LOW" in names:
+            lo_key, hi_key = "E_LOW", "E_HIGH"
+        else:
+            raise ClassXRFError(path, "no energy column (ENERG_LO or E_LOW)", key="ENERG_LO")
+        lo = _column(data, lo_key, path).astype(float)
+        hi = _column(data, hi_key, path).astype(float)
+        sr = _column(data, "SPECRESP", path).astype(float)
+        if not np.all(np.isfinite(sr)):
+            raise ClassXRFError(path, "effective area has non-finite values", key="SPECRESP")
+        return ARF(energ_lo=lo, energ_hi=hi, specresp=sr, header=header, path=os.fspath(path))
+    finally:
+        hdul.close()
+
+
+def write_arf(path, arf, telescop="CHANDRAYAAN-2", instrume="CLASS"):
+    """Write an :class:`ARF` with standard ``ENERG_LO``/``ENERG_HI``/``SPECRESP``, atomically."""
+    from astropy.io import fits
+    cols = [fits.Column(name="ENERG_LO", format="E", unit="keV",
+                        array=np.asarray(arf.energ_lo, np.float32)),
+            fits.Column(name="ENERG_HI", format="E", unit="keV",
+                        array=np.asarray(arf.energ_hi, np.float32)),
+            fits.Column(name="SPECRESP", format="E", unit="cm**2",
+                        array=np.asarray(arf.specresp, np.float32))]
+    hdu = fits.BinTableHDU.from_columns(cols, name="SPECRESP")
+    h = hdu.header
+    for key, val in (("TELESCOP", arf.header.get("TELESCOP", telescop)),
+                     ("INSTRUME", arf.header.get("INSTRUME", instrume)), ("FILTER", "none"),
+                     ("HDUCLASS", "OGIP"), ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "SPECRESP"),
+                     ("HDUVERS", "1.1.0")):
+        h[key] = val
+    atomic_fits_write(path, fits.HDUList([fits.PrimaryHDU(), hdu]))
