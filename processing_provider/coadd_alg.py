@@ -2,11 +2,11 @@
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -38,7 +38,8 @@ extended by the running check when they are not yet good enough.</li>
 <li><b>Flare catalogue</b> (optional): the XSM flare list CSV (e.g. SD-CH2.csv); only frames inside flares of the
 <b>allowed classes</b> (default B, C, M) are co-added.</li>
 <li><b>RMF / ARF / background</b> (optional): file names written as RESPFILE, ANCRFILE and BACKFILE.</li>
-<li><b>Build night-side background</b>: also co-add all frames with SOLARANG &gt; 90 deg into a background PHA.</li>
+<li><b>Build night-side background</b>: when no background file is given, also co-add all frames with
+SOLARANG &gt; 90 deg into <i>background_night.pha</i> in the output folder (named in every BACKFILE).</li>
 </ul>
 <h3>Rules</h3>
 <p>Frames are never co-added across a time gap: a window holds only contiguous frames; EXPOSURE is 8 s
@@ -49,7 +50,8 @@ ESRI:104903 (Moon 2000 sphere), which survives GeoPackage and Shapefile round tr
 <h3>Outputs</h3>
 <p>A folder of co-added PHA files, the observation layer (GeoPackage or Shapefile by extension; columns
 obs_id, pha_path, t_start, t_end, t_mid, exposure, n_frames, counts, solar_ang, emis_ang, phase_ang,
-sat_alt, bore_lat, bore_lon), loaded graduated by counts, and optionally the background PHA.</p>"""
+sat_alt, bore_lat, bore_lon, chi2_red of the running check), loaded graduated by counts, and optionally the
+background PHA.</p>"""
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(
@@ -77,9 +79,7 @@ sat_alt, bore_lat, bore_lon), loaded graduated by counts, and optionally the bac
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Co-added PHA folder"))
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT", "Observation layer", type=QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "BACKGROUND", "Night-side background PHA", fileFilter="PHA files (*.pha *.fits)", optional=True,
-            createByDefault=False))
+        self.addOutput(QgsProcessingOutputFile("BACKGROUND", "Night-side background PHA"))
         self.addOutput(QgsProcessingOutputNumber("N_SPECTRA", "Number of co-added spectra"))
 
     def run(self, parameters, context, feedback, progress):
@@ -105,18 +105,14 @@ sat_alt, bore_lat, bore_lon), loaded graduated by counts, and optionally the bac
             respfile=self.parameterAsFile(parameters, "RESPFILE", context) or None,
             ancrfile=self.parameterAsFile(parameters, "ANCRFILE", context) or None,
             backfile=self.parameterAsFile(parameters, "BACKFILE", context) or None,
+            make_background=self.parameterAsBool(parameters, "BUILD_BACKGROUND", context),
             progress=progress)
         if not result.geometries:
             raise QgsProcessingException(
-                f"No co-added spectrum: no window of contiguous frames passed the filters in {inputs}")
+                f"No co-added spectrum: no window of contiguous frames passed the filters in {inputs} "
+                f"({result.n_frames_read} frames read, {result.n_frames_rejected} rejected)")
         geo.write_vector(out_layer, result.geometries, result.attributes)
         feedback.pushInfo(f"{len(result.geometries)} co-added spectra written to {out_folder}")
-        outputs = {"OUTPUT": out_layer, "OUTPUT_FOLDER": out_folder, "N_SPECTRA": len(result.geometries)}
         style_on_load(context, out_layer, GraduatedStyle("counts", ramp="Viridis"))
-        bkg = self.parameterAsFileOutput(parameters, "BACKGROUND", context)
-        if self.parameterAsBool(parameters, "BUILD_BACKGROUND", context):
-            if not bkg:
-                bkg = out_folder.rstrip("/") + "/background_nightside.pha"
-            coadd.build_background(inputs, bkg, progress=progress)
-            outputs["BACKGROUND"] = bkg
-        return outputs
+        return {"OUTPUT": out_layer, "OUTPUT_FOLDER": out_folder, "N_SPECTRA": len(result.geometries),
+                "BACKGROUND": result.background_path}
