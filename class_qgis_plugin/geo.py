@@ -110,6 +110,20 @@ def footprint_polygon(lats, lons):
         raise ClassXRFError(None, "a footprint needs at least 3 corners with a latitude and a longitude")
     if not (np.all(np.isfinite(lats)) and np.all(np.isfinite(lons))):
         raise ClassXRFError(None, "footprint corner is NaN or infinite")
+    steps = (np.diff(np.append(lons, lons[0])) + 180.0) % 360.0 - 180.0
+    winding = steps.sum()
+    if abs(winding) > 180.0:
+        # The ring encloses a pole: walk the corners with continuous longitudes, then close the
+        # polygon along the pole's edge of the lon/lat plane.
+        ulon = lons[0] + np.concatenate([[0.0], np.cumsum(steps)])
+        pole = 90.0 if lats.mean() > 0 else -90.0
+        ring = list(zip(ulon, np.append(lats, lats[0])))
+        ring += [(ulon[-1], pole), (ulon[0], pole)]
+        poly = Polygon(ring)
+        if not poly.is_valid:
+            poly = poly.buffer(0)
+        lo = np.floor((min(ulon) + 180.0) / 360.0)
+        return split_antimeridian(poly if lo == 0 else __import__("shapely").affinity.translate(poly, -360.0 * lo))
     ulon = unwrap_lons(lons)
     poly = Polygon(zip(ulon, lats))
     if not poly.is_valid:

@@ -82,3 +82,17 @@ def test_vector_refuses_long_shapefile_names_and_keeps_old_file(tmp_path):
     with pytest.raises(ClassXRFError, match="longername12"):
         geo.write_vector(path, [Polygon([(0, 0), (1, 0), (1, 1)])], {"longername12": [1]})
     assert path.read_bytes() == before
+
+
+def test_footprint_around_the_pole_is_closed_along_the_pole():
+    # a square of half-side 5 km centred on the north pole: corners at 4 longitudes
+    d = np.degrees(5.0 / 1737.4) * np.sqrt(2)
+    lats = np.full(4, 90.0 - d)
+    lons = np.array([45.0, 135.0, -135.0, -45.0])
+    g = geo.footprint_polygon(lats, lons)
+    minx, miny, maxx, maxy = g.bounds
+    assert maxy == pytest.approx(90.0)
+    assert miny == pytest.approx(90.0 - d)
+    assert minx == pytest.approx(-180.0) and maxx == pytest.approx(180.0)
+    # in lon/lat, the cap covers every longitude from the ring's lowest latitude to the pole
+    assert g.contains(__import__("shapely").Point(0.0, 90.0 - d / 2 + 0.3 * d))
