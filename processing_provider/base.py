@@ -140,14 +140,14 @@ class ClassXrfAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         try:
-            return self.run(parameters, context, feedback, FeedbackProgress(feedback))
+            return self.execute(parameters, context, feedback, FeedbackProgress(feedback))
         except ClassXRFError as exc:
             raise QgsProcessingException(str(exc)) from exc
         except Cancelled as exc:
             raise QgsProcessingException(f"{self.displayName()} cancelled by the user; "
                                          "no output was written") from exc
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         raise QgsProcessingException(f"{self.name()} has no implementation")
 
     # -------------------------------------------------------------- parameter helpers

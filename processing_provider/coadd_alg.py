@@ -82,12 +82,12 @@ background PHA.</p>"""
         self.addOutput(QgsProcessingOutputFile("BACKGROUND", "Night-side background PHA"))
         self.addOutput(QgsProcessingOutputNumber("N_SPECTRA", "Number of co-added spectra"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         require("numpy", "astropy", "shapely", "pyogrio")
         from ..class_qgis_plugin import coadd, geo
 
         folder = self.parameterAsFile(parameters, "INPUT", context)
-        files = self.parameterAsFileList(parameters, "INPUT_FILES", context)
+        files = [f for f in self.parameterAsFileList(parameters, "INPUT_FILES", context) if f]
         if not folder and not files:
             raise QgsProcessingException("Give an input folder or a list of CLASS L1 files")
         inputs = files if files else folder

@@ -7,8 +7,10 @@ from .base import ICON_PATH
 def algorithm_classes():
     """The provider's algorithm classes, in pipeline order (ids stay stable across versions)."""
     from .coadd_alg import CoaddAlgorithm
+    from .populate_alg import PopulateAlgorithm
+    from .simulate_alg import SimulateAlgorithm
 
-    return [CoaddAlgorithm]
+    return [SimulateAlgorithm, CoaddAlgorithm, PopulateAlgorithm]
 
 
 class ClassXrfProvider(QgsProcessingProvider):

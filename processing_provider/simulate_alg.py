@@ -70,7 +70,7 @@ need (frames folder, RMF, ARF, background, solar table).</p>"""
         self.addOutput(QgsProcessingOutputFile("SOLAR", "Solar spectrum table"))
         self.addOutput(QgsProcessingOutputNumber("N_FRAMES", "Number of frames"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         require("numpy", "scipy", "astropy", "xraylib", "rasterio", "shapely")
         from ..class_qgis_plugin.simulate import SimulationConfig, simulate
 

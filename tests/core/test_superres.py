@@ -1,0 +1,275 @@
+"""Super-resolution: features, graph construction, training, baselines and the small fixed case."""
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_geometric")
+
+from class_qgis_plugin.errors import Cancelled, ClassXRFError  # noqa: E402
+from class_qgis_plugin.progress import Progress  # noqa: E402
+from class_qgis_plugin.superres import baselines as B  # noqa: E402
+from class_qgis_plugin.superres import features as Fe  # noqa: E402
+from class_qgis_plugin.superres import graph as G  # noqa: E402
+from class_qgis_plugin.superres import train as T  # noqa: E402
+
+torch.set_num_threads(1)
+R_MOON = 1737.4
+
+
+def _hav_np(lat1, lon1, lat2, lon2):
+    """Haversine written out independently of the code under test (km)."""
+    p1, p2, dl = np.radians(lat1), np.radians(lat2), np.radians(lon2 - lon1)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * R_MOON * np.arcsin(np.sqrt(a))
+
+
+# ---------------------------------------------------------------- graph
+def test_region_has_78_subgraphs_covering_every_pixel():
+    wins = G.subgraph_windows(342, 682, 100, 50)
+    assert len(wins) == 78
+    assert G.window_starts(342, 100, 50) == [0, 50, 100, 150, 200, 242]
+    assert G.window_starts(682, 100, 50) == [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 550, 582]
+    cover = np.zeros((342, 682), int)
+    for r0, r1, c0, c1 in wins:
+        assert (r1 - r0, c1 - c0) == (100, 100)
+        assert 0 <= r0 and r1 <= 342 and 0 <= c0 and c1 <= 682
+        cover[r0:r1, c0:c1] += 1
+    assert cover.min() == 1 and cover[0, 0] == 1 and cover[120, 120] == 4
+    # next to the far edges the extra flush window adds a third layer: rows 242-249 lie in the
+    # windows starting at 150, 200 and 242, columns 582-599 in those at 500, 550 and 582
+    assert cover[245, 590] == 9 and cover.max() == 9
+    # a grid smaller than a subgraph is one subgraph
+    assert G.subgraph_windows(60, 80, 100, 50) == [(0, 60, 0, 80)]
+
+
+def test_weight_formula_two_points_on_equator():
+    # 1 degree of longitude on the equator: R pi / 180 = 30.3233 km; ||W_i - W_j||^2 = 3^2 + 4^2 = 25
+    w_feat = np.array([[0.0, 0.0], [3.0, 4.0]], np.float32)
+    ei, w = G.topk_edges(w_feat, np.array([0.0, 0.0]), np.array([10.0, 11.0]), k=1, alpha=0.01, beta=0.02)
+    assert ei.tolist() == [[1, 0], [0, 1]]
+    expect = math.exp(-0.01 * 30.323252 - 0.02 * 25)
+    assert w.numpy() == pytest.approx([expect, expect], rel=1e-5)
+
+
+def test_topk_matches_brute_force():
+    rng = np.random.default_rng(3)
+    n, k, alpha, beta = 37, 5, 0.02, 0.5
+    lat = rng.uniform(-5, 5, n)
+    lon = rng.uniform(100, 110, n)
+    wf = rng.standard_normal((n, 4)).astype(np.float32)
+    ei, w = G.topk_edges(wf, lat, lon, k, alpha, beta, block=8)
+    d = _hav_np(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+    dw2 = ((wf[:, None, :].astype(float) - wf[None, :, :]) ** 2).sum(-1)
+    cost = alpha * d + beta * dw2
+    np.fill_diagonal(cost, np.inf)
+    src, dst = ei.numpy()
+    assert np.all(src != dst)
+    for i in range(n):
+        mine = src[dst == i]
+        assert len(mine) == k
+        best = np.sort(cost[i])[:k]
+        np.testing.assert_allclose(np.sort(cost[i, mine]), best, rtol=1e-5)
+        np.testing.assert_allclose(np.sort(w.numpy()[dst == i])[::-1], np.exp(-best), rtol=1e-5)
+
+
+def test_beta_must_exceed_alpha():
+    with pytest.raises(ClassXRFError, match="beta"):
+        G.topk_edges(np.zeros((3, 2), np.float32), np.zeros(3), np.arange(3.0), 1, alpha=1.0, beta=0.5)
+    with pytest.raises(ClassXRFError, match="beta"):
+        T.SuperResSettings(alpha=0.2, beta=0.1).validate()
+
+
+def test_grid_edges():
+    e = G.grid_edges(1, 3)
+    assert sorted(map(tuple, e.T.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1)]
+    e = G.grid_edges(2, 2)       # 2 horizontal + 2 vertical pairs, both directions
+    assert sorted(map(tuple, e.T.tolist())) == [(0, 1), (0, 2), (1, 0), (1, 3), (2, 0), (2, 3), (3, 1), (3, 2)]
+
+
+# ---------------------------------------------------------------- features
+def test_default_features_on_a_ramp():
+    a = np.tile(0.1 + 0.01 * np.arange(40), (30, 1))          # albedo rising 0.01 per column
+    f, names = Fe.default_features(a, window=6)
+    col = dict(zip(names, range(len(names))))
+    inner = f[10:20, 10:30]
+    assert inner[..., col["grad_x"]] == pytest.approx(0.01, abs=1e-6)
+    assert inner[..., col["grad_y"]] == pytest.approx(0.0, abs=1e-6)
+    # std of 6 consecutive values 0.01 apart: 0.01 sqrt((6^2 - 1) / 12)
+    assert inner[..., col["std_6"]] == pytest.approx(0.01 * math.sqrt(35 / 12), rel=1e-3)
+    assert inner[..., col["range_6"]] == pytest.approx(0.05, abs=1e-6)
+    assert inner[..., col["contrast_h_6"]] == pytest.approx(1e-4, rel=1e-3)
+    assert inner[..., col["contrast_v_6"]] == pytest.approx(0.0, abs=1e-9)
+    assert inner[..., col["log_1"]] == pytest.approx(0.0, abs=1e-6)    # a plane has no curvature
+    f2, _ = Fe.default_features(a, window=6)
+    assert np.array_equal(f, f2)                                      # deterministic
+    assert np.isfinite(f).all()
+
+
+def test_mrmr_prefers_complementary_over_redundant():
+    rng = np.random.default_rng(0)
+    n = 3000
+    u, v = rng.uniform(size=n), rng.uniform(size=n)
+    y = u + v
+    x = np.stack([u, u + 1e-4 * rng.standard_normal(n), v, rng.uniform(size=n), np.ones(n)], axis=1)
+    sel = Fe.mrmr_select(x, y, k=3)
+    assert set(sel[:2].tolist()) in ({0, 2}, {1, 2})     # one of the twins, and the complement
+    assert sel[2] == 3                                    # noise beats the redundant twin
+    all_sel = Fe.mrmr_select(x, y, k=300)                 # fewer than K exist: all but the constant
+    assert sorted(all_sel.tolist()) == [0, 1, 2, 3]
+
+
+def test_region_features_cache(tmp_path):
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.05, 0.3, (20, 30)).astype(np.float32)
+    w1, n1 = Fe.region_features(a, k=10, cache_dir=tmp_path)
+    files = list(tmp_path.glob("superres_features_*.npz"))
+    assert len(files) == 1
+    w2, n2 = Fe.region_features(a, k=10, cache_dir=tmp_path)
+    assert n1 == n2 and np.array_equal(w1, w2) and w1.shape == (20, 30, 10)
+    assert np.allclose(w1.reshape(-1, 10).mean(0), 0, atol=1e-5)
+    Fe.region_features(a * 1.1, k=10, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("superres_features_*.npz"))) == 2
+
+
+def test_resnet50_architecture_and_weights_file(tmp_path):
+    torch.manual_seed(0)
+    net = Fe.ResNet50()
+    # torchvision's resnet50 has 25,557,032 parameters (He et al. 2016 architecture, 1000 classes)
+    assert sum(p.numel() for p in net.parameters()) == 25_557_032
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": {"module." + k: v for k, v in net.state_dict().items()}}, path)
+    loaded = Fe.load_resnet50(str(path))
+    a = np.random.default_rng(0).uniform(0.05, 0.3, (3, 4))
+    f1, names = Fe.resnet50_features(a, net.eval(), window=6, input_size=32, batch=5)
+    f2, _ = Fe.resnet50_features(a, loaded, window=6, input_size=32, batch=12)
+    assert f1.shape == (3, 4, 2048) and len(names) == 2048 and np.isfinite(f1).all()
+    np.testing.assert_allclose(f1, f2, rtol=1e-4, atol=1e-5)
+    bad = tmp_path / "bad.pt"
+    torch.save({"conv1.weight": torch.zeros(3)}, bad)
+    with pytest.raises(ClassXRFError, match="bad.pt"):
+        Fe.load_resnet50(str(bad))
+    with pytest.raises(ClassXRFError, match="not found"):
+        Fe.load_resnet50(str(tmp_path / "missing.pt"))
+
+
+# ---------------------------------------------------------------- baselines and protocol
+def test_idw_by_hand():
+    # two observations on the equator at lon 0 and 2 (values 1, 3); query at lon 0.5:
+    # distances 0.5 and 1.5 deg -> weights 4 and 4/9 -> (4 + 4/3) / (40/9) = 1.2
+    v = B.idw([0.0, 0.0], [0.0, 2.0], [1.0, 3.0], [0.0, 0.0], [0.5, 0.0])
+    assert v == pytest.approx([1.2, 1.0], rel=1e-9)
+
+
+def test_kriging_with_albedo_drift_recovers_a_linear_albedo_field():
+    rng = np.random.default_rng(2)
+    lat, lon = rng.uniform(0, 5, 300), rng.uniform(0, 5, 300)
+    alb = rng.uniform(0.05, 0.3, 300)
+    z = 2.0 + 40.0 * alb + 0.01 * rng.standard_normal(300)
+    ked = B.kriging_albedo_drift(lat[:200], lon[:200], z[:200], alb[:200], lat[200:], lon[200:], alb[200:])
+    ok = B.ordinary_kriging(lat[:200], lon[:200], z[:200], lat[200:], lon[200:])
+    truth = 2.0 + 40.0 * alb[200:]
+    assert np.sqrt(np.mean((ked - truth) ** 2)) < 0.05
+    assert np.sqrt(np.mean((ok - truth) ** 2)) > 1.0      # without the drift the albedo term is noise
+
+
+def test_block_holdout():
+    track = np.zeros((100, 100), bool)
+    track[:, 10:16] = track[:, 50:56] = track[:, 80:86] = True
+    train, test = B.block_holdout(track, block=25, fraction=0.2, seed=4)
+    assert not (train & test).any() and np.array_equal(train | test, track)
+    assert test.sum() >= 0.2 * track.sum()
+    for r in range(0, 100, 25):                  # a block is held out whole or not at all
+        for c in range(0, 100, 25):
+            blk = track[r:r + 25, c:c + 25]
+            t = test[r:r + 25, c:c + 25][blk]
+            assert t.all() or not t.any()
+
+
+def test_support_distance():
+    lat = 10.0 - (22.5 / 342) * (np.arange(5) + 0.5)
+    lon = np.arange(4) * (45 / 682)
+    m = np.zeros((5, 4), bool)
+    m[2, 1] = True
+    d = T.support_distance_km(m, lat, lon)
+    assert d[2, 1] == pytest.approx(0.0, abs=1e-6)
+    assert d[3, 1] == pytest.approx(R_MOON * math.radians(22.5 / 342), rel=1e-5)   # one row: 1.995 km
+
+
+# ---------------------------------------------------------------- training
+def _tiny_case(seed=1, rows=24, cols=36):
+    d = B.synthetic_region(rows, cols, n_tracks=3, seed=seed)
+    w, _ = Fe.region_features(d["albedo"], k=8)
+    mare = (d["albedo"] < 0.12).astype(np.float32)
+    return d, w, mare
+
+
+TINY = dict(subgraph_size=12, stride=6, k=4, hidden=8, cnn_channels=(4, 4, 4), fusion=8, steps_per_subgraph=1)
+
+
+def test_training_is_reproducible_and_reports_progress():
+    d, w, mare = _tiny_case()
+    seen = []
+
+    class Rec(Progress):
+        def set(self, fraction, message=None):
+            seen.append((fraction, message))
+
+    p1, c1 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, d["observed"], d["track_mask"], None, TINY,
+                                progress=Rec())
+    p2, c2 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, d["observed"], d["track_mask"], None, TINY)
+    assert p1.shape == (8, 24, 36) and np.isfinite(p1).all() and (p1 > 0).all()
+    assert np.array_equal(p1, p2)
+    assert [c["loss"] for c in c1] == [c["loss"] for c in c2]
+    assert {c["phase"] for c in c1} == {1, 2} and max(c["sweep"] for c in c1) == 3
+    assert "log" in c1[-1] and "feat" in c1[-1] and "spat" in c1[-1]
+    assert any("sweep 3/3" in (m or "") for _, m in seen)
+    fr = [f for f, _ in seen]
+    assert fr == sorted(fr) and fr[-1] == pytest.approx(1.0)
+
+
+def test_training_honours_cancel():
+    d, w, mare = _tiny_case()
+
+    class Stop(Progress):
+        n = 0
+
+        @property
+        def cancelled(self):
+            return self.n > 3
+
+        def set(self, fraction, message=None):
+            self.n += 1
+
+    with pytest.raises(Cancelled):
+        T.fit_predict_grid(w, d["lat"], d["lon"], mare, d["observed"], d["track_mask"], None, TINY, progress=Stop())
+
+
+def test_bad_gib_raster_is_named(tmp_path):
+    from class_qgis_plugin import geo
+    path = tmp_path / "gib_r0_c0.tif"
+    geo.write_geotiff(path, np.ones((10, 342, 682), np.float32), -180, 90, 45 / 682, 22.5 / 342)
+    with pytest.raises(ClassXRFError, match="gib_r0_c0.tif.*17 bands"):
+        T.superresolve_region(path, np.ones((342, 682)), (0, 0))
+    with pytest.raises(ClassXRFError, match="unknown super-resolution setting"):
+        T.superresolve_region(path, np.ones((342, 682)), (0, 0), {"kk": 3})
+
+
+def test_hybrid_beats_idw_on_held_out_tracks():
+    """A 60 x 120 crop: composition = mare/highland mix set nonlinearly by the albedo + a smooth
+    position trend, observed along 5 north-south tracks; 20 % of the track pixels held out in
+    20 x 20 pixel blocks. The hybrid uses the albedo; IDW cannot."""
+    d = B.synthetic_region(60, 120, n_tracks=5, seed=1)
+    train, test = B.block_holdout(d["track_mask"], block=20, fraction=0.2, seed=0)
+    obs = np.where(train[..., None], d["observed"], np.nan)
+    w, _ = Fe.region_features(d["albedo"], target=obs, target_mask=train)
+    mare = (d["albedo"] < np.sqrt(0.2 * 0.07)).astype(np.float32)
+    s = dict(subgraph_size=30, stride=15, steps_per_subgraph=10, seed=0)
+    pred, _ = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, train, None, s)
+    la, lo = np.meshgrid(d["lat"], d["lon"], indexing="ij")
+    truth = d["truth"][test]
+    idw = B.idw(la[train], lo[train], d["observed"][train], la[test], lo[test])
+    hyb = pred.transpose(1, 2, 0)[test]
+    rel = lambda p: np.mean(np.sqrt(np.mean((p - truth) ** 2, axis=0)) / truth.mean(axis=0))  # noqa: E731
+    assert rel(hyb) < 0.85 * rel(idw)
