@@ -13,8 +13,10 @@ Every other stage runs on its output without a download:
   12.5 km across track, 12.5 km along track per instantaneous field of view, and the boresight
   advancing so that 12 frames (96 s) span about 100 km; a few frames drop out at random (as in
   real data) so that co-add has gaps to respect;
-* solar flares of the chosen GOES classes: an optically thin thermal spectrum (:mod:`solar`) per
-  class, with its I0(E) written as a solar table (the format of ISRO's ``modelop_*.txt``);
+* solar flares of the chosen GOES classes: the optically thin thermal continuum (free-free,
+  free-bound and two-photon, :func:`solar.thermal_continuum`) of a representative temperature and
+  emission measure per class (lines are left out: the simulated truth only needs a known I0), with
+  I0(E) written as a solar table (the format of ISRO's ``modelop_*.txt``);
 * 8-s CLASS L1 spectra (2048 channels of 13.5 eV) drawn with Poisson noise from the FP forward
   model (:mod:`fpmodel`) of each footprint's mean truth composition plus the instrument
   background, written as OGIP PHA files with the CLASS header keys (times, corners, boresight,
@@ -42,7 +44,7 @@ from .progress import as_progress, subrange
 # Typical peak values of flares of that class (Feldman et al. 1996, ApJ 460, 1034: T-EM relation
 # of GOES flares; Warmuth and Mann 2016): B ~ 8 MK / 2e47, C ~ 12 MK / 2e48, M ~ 16 MK / 1e49.
 FLARE_PLASMA = {"A": (5.0, 4e46), "B": (8.0, 2e47), "C": (12.0, 2e48), "M": (16.0, 1e49),
-                "X": (20.0, 6e49)}
+                "X": (20.0, 7e49)}
 
 FRAME_S = 8.0
 CLASS_CHANNELS = 2048
@@ -215,9 +217,11 @@ def class_like_response(n_channels=CLASS_CHANNELS, gain_kev=CLASS_GAIN_KEV):
     Redistribution: a Gaussian of FWHM(E) = sqrt(FWHM_0^2 + (2.355)^2 F w E) with the Fano factor
     F = 0.115 and w = 3.65 eV of silicon, and FWHM_0 = 0.115 keV of electronic noise, giving about
     160 eV at 5.9 keV (CLASS swept-charge devices: 145-170 eV at 5.9 keV early in the mission,
-    Pillai et al. 2021, Icarus 363, 114436). Effective area: 16 SCDs of 4 cm^2 each (Radhakrishna
-    et al. 2020, Current Science 118, 219) times the transmission of a 5 um Al + 10 um Be stack
-    and the absorption in 30 um of depleted silicon, with xraylib attenuation coefficients.
+    Pillai et al. 2021, Icarus 363, 114436). Effective area: a geometric area of 53.6 cm^2 (16 SCDs)
+    behind 0.40 um of Al, 1.74 um of polyimide and a 0.80 um Si dead layer, absorbed in 38.5 um of
+    depleted silicon, with xraylib attenuation coefficients: the layer thicknesses are a fit to the
+    shape of the CLASS ARF (``class_arf_v1.arf``, within 15 % from 0.8 to 10 keV, its Al and Si edges
+    included), so a user without the real response still gets realistic count rates.
     """
     import xraylib
 
@@ -236,11 +240,11 @@ def class_like_response(n_channels=CLASS_CHANNELS, gain_kev=CLASS_GAIN_KEV):
     matrix = 0.5 * (upper - lower)
     matrix[matrix < 1e-7] = 0.0
     mu_al = np.array([xraylib.CS_Total(13, float(e)) for e in emid])
-    mu_be = np.array([xraylib.CS_Total(4, float(e)) for e in emid])
     mu_si = np.array([xraylib.CS_Total(14, float(e)) for e in emid])
-    trans = np.exp(-mu_al * 2.699 * 5e-4 - mu_be * 1.848 * 10e-4)
-    absorb = 1.0 - np.exp(-mu_si * 2.33 * 30e-4)
-    area = 16 * 4.0 * trans * absorb
+    mu_pi = np.array([xraylib.CS_Total_CP("C22H10N2O5", float(e)) for e in emid])
+    trans = np.exp(-mu_al * 2.699 * 0.40e-4 - mu_pi * 1.42 * 1.74e-4 - mu_si * 2.33 * 0.80e-4)
+    absorb = 1.0 - np.exp(-mu_si * 2.33 * 38.5e-4)
+    area = 53.6 * trans * absorb
     rmf = RMF(energ_lo=energ_lo, energ_hi=energ_hi, e_min=e_min, e_max=e_max, matrix=matrix,
               first_channel=0, header={"TELESCOP": "CHANDRAYAAN-2", "INSTRUME": "CLASS"})
     arf = ARF(energ_lo=energ_lo, energ_hi=energ_hi, specresp=area,
@@ -343,7 +347,7 @@ def simulate(out_dir, config=None, progress=None):
     solar_tables, solar_flux = {}, {}
     for k in dict.fromkeys(cfg.flare_classes):
         t_mk, em = FLARE_PLASMA[k]
-        flux = solar.thermal_spectrum(energy + 0.005, t_mk, em)
+        flux = em * solar.thermal_continuum(energy + 0.005, t_mk * 1e6)
         path = sdir / f"solar_{k}.txt"
         solar_table.write_solar_table(path, energy, flux)
         solar_tables[k], solar_flux[k] = path, flux

@@ -1,0 +1,91 @@
+"""classxrf:solarfit - the incident solar spectrum I0(E) of every observation, from XSM data."""
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
+)
+
+from .base import ClassXrfAlgorithm, GraduatedStyle, require, style_on_load
+
+
+class SolarFitAlgorithm(ClassXrfAlgorithm):
+    ALG_NAME = "solarfit"
+    DISPLAY = "Solar fit (XSM)"
+    GROUP = "2 Spectral analysis"
+    GROUP_ID = "analysis"
+    HELP = """<p>Fits the solar X-ray spectrum that lit each observation from Chandrayaan-2 XSM data, without
+HEASoft: the incident spectrum I0(E) the FP inversion needs.</p>
+<ul>
+<li><b>XSM data</b>: a folder of type I spectra (the one whose TSTART..TSTOP overlaps each observation most is used),
+a type II level-2 file (the rows of each observation's time window are summed, weighted by their overlap with
+the window and the GTI: the xsmgenspec step), or one spectrum for all observations. Times: MET with MJDREF from
+the header, converted with astropy.</li>
+<li><b>Response</b>: the RMF you give, else an approximate one built from the ARF's energy grid, the PI scale
+(0.5 keV + channel/30) and the XSM detector's resolution (FWHM 180 eV at 5.9 keV, Fano form); the fit output
+says which was used.</li>
+<li><b>Model</b>: optically thin thermal plasma (free-free with the Born Gaunt factor, free-bound after Mewe et al.
+1986, two-photon) with coronal abundances (Feldman 1992), line complexes of Mg XI, Mg XII, Si XIII, Si XIV, S XV,
+S XVI, Ar XVII, Ca XIX, Ca XX, Fe XXV and Fe XXVI at fixed energies and free strengths, plus a power law; optionally
+two temperatures. Fitted over 1.2 to 7.2 keV by the Poisson likelihood (C-stat) with errors from the Fisher
+matrix.</li>
+<li><b>Flare class</b> from the model's 1-8 Angstrom flux (GOES convention A, B, C, M, X).</li>
+</ul>
+<h3>Outputs</h3>
+<p>A folder with, per observation, the I0(E) table (photons cm^-2 s^-1 keV^-1 on a 0.01 keV grid from 0.1 keV, the
+format of ISRO's modelop files), a JSON of the fitted parameters, errors and statistic, and a fit plot on request;
+the observation layer with the columns solar_file, sol_T_MK, sol_EM, flare_cls, goes_flux and sol_stat (C-stat per
+degree of freedom) added, loaded graduated by the GOES flux.</p>"""
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            "INPUT", "Observation layer (output of co-add)", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterFile(
+            "XSM_FOLDER", "Folder of XSM type I spectra", behavior=QgsProcessingParameterFile.Folder,
+            optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            "XSM_FILE", "XSM file (type II level-2, or one type I spectrum)", optional=True))
+        self.addParameter(QgsProcessingParameterFile("ARF", "XSM ARF (default: as named by each file)",
+                                                     optional=True))
+        self.addParameter(QgsProcessingParameterFile("RMF", "XSM RMF (default: approximate response)",
+                                                     optional=True))
+        self.addParameter(QgsProcessingParameterBoolean("TWO_TEMP", "Two temperatures", defaultValue=False))
+        self.addParameter(QgsProcessingParameterBoolean("PLOTS", "Write a fit plot per spectrum",
+                                                        defaultValue=False))
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Solar spectra folder"))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            "OUTPUT", "Observation layer with solar fit", type=QgsProcessing.TypeVectorPolygon))
+
+    def execute(self, parameters, context, feedback, progress):
+        require("numpy", "scipy", "astropy", "pyogrio", "shapely")
+        from ..class_qgis_plugin import geo, solarfit
+
+        layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
+        if layer is None:
+            raise QgsProcessingException("The observation layer could not be loaded")
+        src = layer.source().split("|")[0]
+        xsm = (self.parameterAsFile(parameters, "XSM_FILE", context)
+               or self.parameterAsFile(parameters, "XSM_FOLDER", context))
+        if not xsm:
+            raise QgsProcessingException("Give an XSM folder or an XSM file")
+        geoms, attrs, _ = geo.read_vector(src)
+        geo.require_columns(src, attrs, ["t_start", "t_end"])
+        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
+        cols = solarfit.fit_observations(
+            attrs["t_start"], attrs["t_end"], xsm, folder,
+            arf=self.parameterAsFile(parameters, "ARF", context) or None,
+            rmf=self.parameterAsFile(parameters, "RMF", context) or None,
+            two_temp=self.parameterAsBool(parameters, "TWO_TEMP", context),
+            plot=self.parameterAsBool(parameters, "PLOTS", context),
+            obs_ids=attrs.get("obs_id"), progress=progress)
+        missing = sum(1 for f in cols["solar_file"] if not f)
+        if missing:
+            feedback.reportError(f"{missing} observation(s) have no XSM data in their time window", fatalError=False)
+        attrs.update(cols)
+        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
+        geo.write_vector(out, geoms, attrs)
+        style_on_load(context, out, GraduatedStyle("goes_flux", ramp="Reds"))
+        return {"OUTPUT": out, "OUTPUT_FOLDER": folder}
