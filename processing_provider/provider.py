@@ -7,10 +7,12 @@ from .base import ICON_PATH
 def algorithm_classes():
     """The provider's algorithm classes, in pipeline order (ids stay stable across versions)."""
     from .coadd_alg import CoaddAlgorithm
+    from .invert_alg import InvertAlgorithm
     from .populate_alg import PopulateAlgorithm
     from .simulate_alg import SimulateAlgorithm
+    from .solarfit_alg import SolarFitAlgorithm
 
-    return [SimulateAlgorithm, CoaddAlgorithm, PopulateAlgorithm]
+    return [SimulateAlgorithm, CoaddAlgorithm, SolarFitAlgorithm, InvertAlgorithm, PopulateAlgorithm]
 
 
 class ClassXrfProvider(QgsProcessingProvider):
