@@ -19,16 +19,20 @@ def _priors(mare):
 
 
 def _scipy_solve(a, D):
-    """Independent solver: SLSQP with the equality and bound constraints written out."""
+    """Independent solver: SLSQP with the equality and bound constraints written out, one element
+    (one row of C) at a time, since the objective and constraints do not couple elements."""
     K, n = D.shape
-    x0 = np.repeat(a[:, None], n, axis=1).ravel()
-    cons = [{"type": "eq", "fun": lambda x: x.reshape(K, n).mean(axis=1) - a,
-             "jac": lambda x: np.kron(np.eye(K), np.full((1, n), 1.0 / n))}]
-    r = minimize(lambda x: np.sum((x - D.ravel()) ** 2), x0, jac=lambda x: 2 * (x - D.ravel()),
-                 bounds=[(0, None)] * (K * n), constraints=cons, method="SLSQP",
-                 options=dict(ftol=1e-15, maxiter=1000))
-    assert r.success
-    return r.x.reshape(K, n)
+    out = np.empty((K, n))
+    for k in range(K):
+        d = D[k]
+        cons = [{"type": "eq", "fun": lambda x, k=k: np.array([x.mean() - a[k]]),
+                 "jac": lambda x: np.full((1, n), 1.0 / n)}]
+        r = minimize(lambda x, d=d: np.sum((x - d) ** 2), np.full(n, a[k]), jac=lambda x, d=d: 2 * (x - d),
+                     bounds=[(0, None)] * n, constraints=cons, method="SLSQP",
+                     options=dict(ftol=1e-14, maxiter=1000))
+        assert r.success, r.message
+        out[k] = r.x
+    return out
 
 
 # ----------------------------------------------------------------------------- exact solver
