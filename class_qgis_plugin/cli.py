@@ -5,8 +5,8 @@ Subcommands run the same core functions as the QGIS algorithms:
 * ``simulate OUT`` - the synthetic data set with known truth (the embedded default);
 * ``coadd INPUT OUT_FOLDER LAYER`` - co-add 8-s CLASS L1 files into PHA files + observation layer;
 * ``invert LAYER OUT_LAYER --rmf --arf --background --solar`` - FP inversion;
-* ``demo OUT`` - simulate, co-add and invert, then print how far the recovered abundances are
-  from the truth and where the maps are.
+* ``demo OUT`` - simulate, co-add, solar fit (from the simulated XSM spectra), invert and populate
+  the GIB, then print how far the recovered abundances are from the truth and where the maps are.
 """
 import argparse
 import sys
@@ -53,7 +53,7 @@ def _cmd_invert(args):
 
 def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True):
     """Simulate -> co-add -> invert on the embedded default; returns the error table (dict)."""
-    from . import coadd, composition, geo, invert
+    from . import coadd, composition, geo, gib, invert, solarfit
     from .simulate import SimulationConfig, simulate
 
     out = Path(out)
@@ -67,14 +67,22 @@ def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True):
     layer = out / "observations.gpkg"
     geo.write_vector(layer, res.geometries, res.attributes)
     t2 = time.perf_counter()
-    solar = sim.solar_tables[sim.config.flare_classes[0]]
-    cols = invert.invert_layer(layer, rmf=sim.rmf, arf=sim.arf, background=sim.background, solar=solar,
-                               progress=prog("invert"))
+    sol = solarfit.fit_observations(res.attributes["t_start"], res.attributes["t_end"], sim.xsm_folder,
+                                    out / "solar", obs_ids=res.attributes["obs_id"], progress=prog("solar fit"))
     attrs = dict(res.attributes)
+    attrs.update(sol)
+    solar_layer = out / "observations_solar.gpkg"
+    geo.write_vector(solar_layer, res.geometries, attrs)
+    t3 = time.perf_counter()
+    cols = invert.invert_layer(solar_layer, rmf=sim.rmf, arf=sim.arf, background=sim.background,
+                               progress=prog("invert"))
     attrs.update(cols)
     abund_layer = out / "abundances.gpkg"
     geo.write_vector(abund_layer, res.geometries, attrs)
-    t3 = time.perf_counter()
+    t4 = time.perf_counter()
+    summary = gib.populate_layer(abund_layer, sim.albedo, out / "gib", points_output=out / "sub_footprints.gpkg",
+                                 progress=prog("populate"))
+    t5 = time.perf_counter()
 
     # Truth of each co-added footprint: mean of the truth raster over its footprint polygon.
     truth, meta = geo.read_geotiff(sim.truth)
@@ -99,8 +107,10 @@ def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True):
                          bias=float(np.mean(d)) if d.size else np.nan,
                          within_1sigma=float(np.mean(within)) if within.size else np.nan,
                          truth_mean=float(np.nanmean(true_fp[:, k])))
-    times = dict(simulate=t1 - t0, coadd=t2 - t1, invert=t3 - t2)
-    return dict(table=table, times=times, layer=abund_layer, simulation=sim, n_spectra=len(res.geometries))
+    times = dict(simulate=t1 - t0, coadd=t2 - t1, solarfit=t3 - t2, invert=t4 - t3, populate=t5 - t4)
+    solar_t = np.asarray(sol["sol_T_MK"], float)
+    return dict(table=table, times=times, layer=abund_layer, simulation=sim, n_spectra=len(res.geometries),
+                gib=summary, solar_T_MK=float(np.nanmedian(solar_t)), solar_class=sorted(set(sol["flare_cls"])))
 
 
 def _cmd_demo(args):
@@ -108,14 +118,19 @@ def _cmd_demo(args):
     print()
     print(f"Demo on the embedded default (seed {args.seed}): {r['simulation'].n_frames} 8-s frames, "
           f"{r['n_spectra']} co-added spectra of 96 s")
-    print(f"times: simulate {r['times']['simulate']:.1f} s, co-add {r['times']['coadd']:.1f} s, "
-          f"invert {r['times']['invert']:.1f} s")
+    print("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["times"].items()))
+    from .simulate import FLARE_PLASMA
+    t_true = FLARE_PLASMA[r["simulation"].config.flare_classes[0]][0]
+    print(f"solar fit: median T = {r['solar_T_MK']:.2f} MK (simulated {t_true:.1f} MK), classes {r['solar_class']}")
     print(f"{'element':>8} {'n':>5} {'truth':>7} {'|err| med':>10} {'bias':>7} {'in 1 sigma':>11}")
     for el, row in r["table"].items():
         print(f"{el:>8} {row['n']:5d} {row['truth_mean']:7.2f} {row['median_abs_err']:10.2f} "
               f"{row['bias']:7.2f} {row['within_1sigma']:11.2f}")
     sim = r["simulation"]
-    print(f"\nmaps: abundance layer {r['layer']}\n      truth raster {sim.truth}\n      albedo basemap {sim.albedo}")
+    g = r["gib"]
+    print(f"\npopulation: {g['sub_footprints']} sub-footprints in GIB regions {g['regions_touched']}")
+    print(f"\nmaps: abundance layer {r['layer']}\n      GIB rasters {Path(args.out) / 'gib'}\n"
+          f"      truth raster {sim.truth}\n      albedo basemap {sim.albedo}")
 
 
 def main(argv=None):

@@ -21,6 +21,8 @@ Every other stage runs on its output without a download:
   model (:mod:`fpmodel`) of each footprint's mean truth composition plus the instrument
   background, written as OGIP PHA files with the CLASS header keys (times, corners, boresight,
   SOLARANG, EMISNANG, PHASEANG, SAT_ALT);
+* XSM spectra of the same flares (one per track, 512 PI channels, an XSM-like ARF and the
+  approximate XSM response), so the solar fit runs on the simulated set too;
 * the response: the real CLASS RMF/ARF when given, otherwise a CLASS-like one (Gaussian
   redistribution with Fano-limited resolution, an effective area of 16 SCDs behind a thin Al/Be
   filter), written as OGIP RMF/ARF; and a long night-side background PHA.
@@ -92,6 +94,7 @@ class SimulationResult:
     solar_tables: dict
     frames_csv: Path
     n_frames: int
+    xsm_folder: Path = None
     config: SimulationConfig = field(default=None)
 
 
@@ -266,6 +269,59 @@ def background_rate(n_channels=CLASS_CHANNELS, gain_kev=CLASS_GAIN_KEV):
     return rate * (gain_kev / CLASS_GAIN_KEV)
 
 
+def xsm_like_arf():
+    """An XSM-like ARF (``ogip.ARF``) on the 0.01 keV grid of the XSM ARFs (0.1 to 30.1 keV).
+
+    A geometric area of 0.00268 cm^2 behind 12.8 um of Be, absorbed in 552 um of silicon, with
+    xraylib attenuation: the thicknesses are a fit to the shape of XSMDAS's ARF for 2021-08-27
+    (within 10 % from 1 to 15 keV); the XSM SDD has a 250 um-aperture-limited area of about
+    0.3 mm^2 (Vadawale et al. 2014, Adv. Space Res. 54, 2021; Mithun et al. 2020, Sol. Phys. 295, 139).
+    """
+    import xraylib
+
+    from .ogip import ARF
+
+    lo = np.round(np.arange(0.1, 30.1, 0.01), 6)
+    hi = lo + 0.01
+    e = 0.5 * (lo + hi)
+    mu_be = np.array([xraylib.CS_Total(4, float(x)) for x in e])
+    mu_si = np.array([xraylib.CS_Total(14, float(x)) for x in e])
+    area = 0.00268 * np.exp(-mu_be * 1.848 * 12.8e-4) * (1.0 - np.exp(-mu_si * 2.33 * 552e-4))
+    return ARF(energ_lo=lo, energ_hi=hi, specresp=area,
+               header={"TELESCOP": "CH-2_ORBITER", "INSTRUME": "CH2_XSM"})
+
+
+XSM_MJDREF = 57754.0   # MJD of 2017-01-01T00:00:00 UTC, the XSM mission reference time
+
+
+def _met(dt):
+    ref = datetime(2017, 1, 1, tzinfo=timezone.utc)
+    return (dt - ref).total_seconds()
+
+
+def write_xsm_spectrum(path, counts, start, stop, arf_name):
+    """Write one XSM type I spectrum (512 PI channels) with the keys of XSMDAS's ``xsmgenspec``."""
+    from astropy.io import fits
+
+    n = counts.size
+    cols = [fits.Column(name="CHANNEL", format="J", array=np.arange(n, dtype=np.int32)),
+            fits.Column(name="COUNTS", format="D", array=np.asarray(counts, float), unit="count"),
+            fits.Column(name="STAT_ERR", format="D", array=np.sqrt(np.maximum(counts, 1.0))),
+            fits.Column(name="SYS_ERR", format="D", array=np.zeros(n))]
+    hdu = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
+    h = hdu.header
+    for k, v in (("HDUCLASS", "OGIP"), ("HDUCLAS1", "SPECTRUM"), ("HDUCLAS2", "TOTAL"), ("HDUCLAS3", "COUNT"),
+                 ("TELESCOP", "CH-2_ORBITER"), ("INSTRUME", "CH2_XSM"), ("TLMIN1", 0), ("TLMAX1", n - 1),
+                 ("DETCHANS", n), ("CHANTYPE", "PI"), ("POISSERR", False), ("EXPOSURE", (stop - start).total_seconds()),
+                 ("TSTART", _met(start)), ("TSTOP", _met(stop)), ("TIMESYS", "UTC"), ("MJDREF", XSM_MJDREF),
+                 ("DATE-OBS", start.strftime("%Y-%m-%d %H:%M:%S")), ("DATE-END", stop.strftime("%Y-%m-%d %H:%M:%S")),
+                 ("ANCRFILE", arf_name), ("RESPFILE", "NONE"), ("BACKFILE", "NONE"),
+                 ("CREATOR", "classxrf simulate")):
+        h[k] = v
+    with geo.atomic_output(path) as tmp:
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp)
+
+
 # --------------------------------------------------------------------------- writing
 def _utc(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}"
@@ -291,10 +347,36 @@ def class_header(start, lat, lon, clat, clon, solar_ang, emis_ang, sat_alt):
     return h
 
 
+def write_xsm_tracks(folder, tracks, solar_flux, energy, rng):
+    """One XSM type I spectrum per track, spanning the track's frames, drawn with Poisson noise from
+    the track's solar spectrum through an XSM-like ARF and the approximate XSM response of
+    :func:`xsm.approximate_rmf` (PI = 0.5 keV + channel / 30). Returns the folder."""
+    from . import ogip, xsm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arf = xsm_like_arf()
+    arf_path = folder / "xsm_sim.arf"
+    ogip.write_arf(arf_path, arf, telescop="CH-2_ORBITER", instrume="CH2_XSM")
+    rmf = xsm.approximate_rmf(arf.energ_lo, arf.energ_hi)
+    for t in np.unique(tracks["track"]):
+        sel = np.flatnonzero(tracks["track"] == t)
+        start = min(tracks["start"][i] for i in sel)
+        stop = max(tracks["start"][i] for i in sel) + timedelta(seconds=FRAME_S)
+        klass = tracks["flare"][sel[0]]
+        flux = np.interp(arf.energy_mid, energy + 0.005, solar_flux[klass], left=0.0, right=0.0)
+        rate = rmf.fold(flux * 0.01 * arf.specresp)
+        counts = rng.poisson(rate * (stop - start).total_seconds()).astype(float)
+        name = f"ch2_xsm_{start.strftime('%Y%m%dT%H%M%S')}_sim.pha"
+        write_xsm_spectrum(folder / name, counts, start, stop, arf_path.name)
+    return folder
+
+
 def simulate(out_dir, config=None, progress=None):
     """Write the synthetic data set into ``out_dir``; returns a :class:`SimulationResult`.
 
     Layout: ``albedo.tif``, ``truth_abundance.tif``, ``class_l1/YYYYMMDD/*.fits`` (8-s frames),
+    ``xsm/*.pha`` (one XSM spectrum per track, with ``xsm_sim.arf``),
     ``response/class_sim.rmf|arf`` (or copies of the given real response), ``background.pha``,
     ``solar/solar_<class>.txt``, ``frames.csv`` (per frame: file, centre, angles, flare class and
     the truth composition of its footprint) and ``simulation.json`` (the settings).
@@ -401,9 +483,12 @@ def simulate(out_dir, config=None, progress=None):
             w.writerow(["file", "track", "frame", "flare", "start_utc", "lat", "lon", "solar_ang", "emis_ang"]
                        + [f"true_{e}" for e in composition.ELEMENTS])
             w.writerows(rows)
+    p.set(0.96, "XSM spectra")
+    xsm_dir = write_xsm_tracks(out / "xsm", tr, solar_flux, energy, rng)
     with geo.atomic_output(out / "simulation.json") as tmp:
         tmp.write_text(json.dumps(cfg.to_json(), indent=1))
     p.set(1.0, f"{n} frames written")
     return SimulationResult(folder=out, albedo=out / "albedo.tif", truth=out / "truth_abundance.tif",
                             frames_folder=fdir, rmf=rmf_path, arf=arf_path, background=bkg_path,
-                            solar_tables=solar_tables, frames_csv=frames_csv, n_frames=n, config=cfg)
+                            solar_tables=solar_tables, frames_csv=frames_csv, n_frames=n, config=cfg,
+                            xsm_folder=xsm_dir)

@@ -35,13 +35,14 @@ solar tables in the format of ISRO's modelop files.</li>
 <li><b>8-s CLASS L1 spectra</b> (OGIP PHA, 2048 channels, CLASS header keys) drawn with Poisson noise from the
 fundamental-parameters forward model of each footprint's true composition plus the instrument background,
 a CLASS-like RMF/ARF (or the real ones when given) and a long night-side background PHA.</li>
+<li><b>XSM spectra</b> of the same flares (one per track, 512 PI channels) so that the solar fit runs on the set.</li>
 </ul>
 <h3>Parameters</h3>
 <p><b>Seed</b> (same seed, same files), <b>region</b> row i (0 at 90N) and column j (0 at 180W) of the 8 x 8
 partition, <b>number of tracks</b>, <b>flare class</b>, optional real <b>RMF/ARF</b>.</p>
 <h3>Outputs</h3>
-<p>The output folder (class_l1/ with the frames, response/, background.pha, solar/, frames.csv with the truth
-of every frame), the albedo and truth rasters (loaded with a colour ramp), and the paths the next stages
+<p>The output folder (class_l1/ with the frames, xsm/ with one XSM spectrum per track and its ARF, response/,
+background.pha, solar/ with the true I0 tables, frames.csv with the truth of every frame), the albedo and truth rasters (loaded with a colour ramp), and the paths the next stages
 need (frames folder, RMF, ARF, background, solar table).</p>"""
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -64,6 +65,7 @@ need (frames folder, RMF, ARF, background, solar table).</p>"""
         self.addOutput(QgsProcessingOutputRasterLayer("ALBEDO", "Albedo"))
         self.addOutput(QgsProcessingOutputRasterLayer("TRUTH", "Truth abundance (wt%)"))
         self.addOutput(QgsProcessingOutputFolder("FRAMES", "Folder of 8-s CLASS L1 frames"))
+        self.addOutput(QgsProcessingOutputFolder("XSM", "Folder of XSM spectra"))
         self.addOutput(QgsProcessingOutputFile("RMF_OUT", "RMF"))
         self.addOutput(QgsProcessingOutputFile("ARF_OUT", "ARF"))
         self.addOutput(QgsProcessingOutputFile("BACKGROUND", "Background PHA"))
@@ -91,6 +93,6 @@ need (frames folder, RMF, ARF, background, solar table).</p>"""
         from .base import style_on_load
         style_on_load(context, albedo, RasterStyle(1, ramp="Greys"))
         style_on_load(context, truth, RasterStyle(3, ramp="Viridis"))
-        return {"OUTPUT_FOLDER": folder, "ALBEDO": albedo, "TRUTH": truth, "FRAMES": str(res.frames_folder),
+        return {"OUTPUT_FOLDER": folder, "ALBEDO": albedo, "TRUTH": truth, "FRAMES": str(res.frames_folder), "XSM": str(res.xsm_folder),
                 "RMF_OUT": str(res.rmf), "ARF_OUT": str(res.arf), "BACKGROUND": str(res.background),
                 "SOLAR": str(res.solar_tables[klass]), "N_FRAMES": res.n_frames}

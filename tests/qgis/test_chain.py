@@ -14,12 +14,13 @@ def chain(run_alg, tmp_path_factory):
                                     "RESPFILE": sim["RMF_OUT"], "ANCRFILE": sim["ARF_OUT"],
                                     "BACKFILE": sim["BACKGROUND"],
                                     "OUTPUT_FOLDER": str(tmp / "pha"), "OUTPUT": str(tmp / "obs.gpkg")})
-    inv = run_alg("classxrf:invert", {"INPUT": co["OUTPUT"], "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"],
-                                      "BACKGROUND": sim["BACKGROUND"], "SOLAR": sim["SOLAR"],
-                                      "OUTPUT": str(tmp / "abund.shp")})
+    sol = run_alg("classxrf:solarfit", {"INPUT": co["OUTPUT"], "XSM_FOLDER": sim["XSM"],
+                                        "OUTPUT_FOLDER": str(tmp / "solar"), "OUTPUT": str(tmp / "obs_solar.gpkg")})
+    inv = run_alg("classxrf:invert", {"INPUT": sol["OUTPUT"], "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"],
+                                      "BACKGROUND": sim["BACKGROUND"], "OUTPUT": str(tmp / "abund.shp")})
     pop = run_alg("classxrf:populate", {"INPUT": inv["OUTPUT"], "ALBEDO": sim["ALBEDO"],
                                         "GIB_FOLDER": str(tmp / "gib"), "OUTPUT": str(tmp / "sub.gpkg")})
-    return dict(sim=sim, co=co, inv=inv, pop=pop, tmp=tmp)
+    return dict(sim=sim, co=co, sol=sol, inv=inv, pop=pop, tmp=tmp)
 
 
 def test_simulate_outputs_load_with_lunar_crs(chain):
@@ -28,6 +29,14 @@ def test_simulate_outputs_load_with_lunar_crs(chain):
         assert lyr.isValid()
         assert lyr.crs().authid() == "IAU_2015:30100"
     assert chain["sim"]["N_FRAMES"] > 100
+
+
+def test_solarfit_recovers_the_simulated_flare(chain):
+    lyr = QgsVectorLayer(chain["sol"]["OUTPUT"], "sol", "ogr")
+    temps = [f["sol_T_MK"] for f in lyr.getFeatures()]
+    classes = {f["flare_cls"][0] for f in lyr.getFeatures()}
+    assert classes == {"C"}
+    assert abs(np.median(temps) - 12.0) < 1.0      # the simulated C-class plateau is 12 MK
 
 
 def test_invert_layer_has_abundances_near_truth(chain):
