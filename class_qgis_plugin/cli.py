@@ -53,7 +53,7 @@ def _cmd_invert(args):
 
 def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True):
     """Simulate -> co-add -> invert on the embedded default; returns the error table (dict)."""
-    from . import coadd, composition, geo, gib, invert, solarfit
+    from . import coadd, composition, evaluate, geo, gib, invert, solarfit
     from .simulate import SimulationConfig, simulate
 
     out = Path(out)
@@ -86,27 +86,10 @@ def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True):
 
     # Truth of each co-added footprint: mean of the truth raster over its footprint polygon.
     truth, meta = geo.read_geotiff(sim.truth)
-    lat_c, lon_c = geo.region_grid(*sim.config.region)
-    from shapely import contains_xy
-    lon2, lat2 = np.meshgrid(lon_c, lat_c)
-    table = {}
-    true_fp = np.full((len(res.geometries), truth.shape[0]), np.nan)
-    for n, g in enumerate(res.geometries):
-        minx, miny, maxx, maxy = g.bounds
-        r = (lat_c >= miny) & (lat_c <= maxy)
-        c = (lon_c >= minx) & (lon_c <= maxx)
-        inside = contains_xy(g, lon2[np.ix_(r, c)], lat2[np.ix_(r, c)])
-        if inside.any():
-            true_fp[n] = truth[:, r][:, :, c][:, inside].mean(axis=1)
-    for k, el in enumerate(composition.ELEMENTS):
-        est, err, ok = np.asarray(attrs[el], float), np.asarray(attrs[f"{el}_err"], float), np.asarray(attrs[f"{el}_ok"])
-        good = (ok == 1) & np.isfinite(true_fp[:, k]) & np.isfinite(est)
-        d = est[good] - true_fp[good, k]
-        within = np.abs(d) <= err[good] if good.any() else np.array([])
-        table[el] = dict(n=int(good.sum()), median_abs_err=float(np.median(np.abs(d))) if d.size else np.nan,
-                         bias=float(np.mean(d)) if d.size else np.nan,
-                         within_1sigma=float(np.mean(within)) if within.size else np.nan,
-                         truth_mean=float(np.nanmean(true_fp[:, k])))
+    true_fp = evaluate.footprint_truth(truth, meta, res.geometries)
+    els = composition.ELEMENTS
+    table = evaluate.error_table({e: attrs[e] for e in els}, {e: attrs[f"{e}_err"] for e in els},
+                                 {e: attrs[f"{e}_ok"] for e in els}, true_fp, els)
     times = dict(simulate=t1 - t0, coadd=t2 - t1, solarfit=t3 - t2, invert=t4 - t3, populate=t5 - t4)
     solar_t = np.asarray(sol["sol_T_MK"], float)
     return dict(table=table, times=times, layer=abund_layer, simulation=sim, n_spectra=len(res.geometries),

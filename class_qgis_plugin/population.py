@@ -395,7 +395,7 @@ class Population:
 
 def populate_footprints(geometries, values, errors, ok=None, classifier=None, mare_wt=None,
                         highland_wt=None, elements=None, sub_size_km=None, max_sub=DEFAULT_MAX_SUB,
-                        progress=None):
+                        progress=None, prior="fraction"):
     """Split every footprint, classify its sub-footprints and solve the population exactly.
 
     ``geometries`` (N shapely polygons, lon/lat), ``values`` / ``errors`` (N, K) wt% and 1 sigma,
@@ -405,6 +405,11 @@ def populate_footprints(geometries, values, errors, ok=None, classifier=None, ma
     population when it is constrained (ok = 1), finite, >= 0, with a finite positive error; a
     footprint with no such element, a geometry that cannot be split, or sub-footprints whose class
     is unknown (off the albedo map) is skipped with its reason in ``skipped``.
+
+    ``prior``: how D, the prior composition of a sub-footprint, is formed from the class samples
+    inside it. ``"fraction"`` (default): the mean composition of the sub-footprint given its mare
+    fraction f, f MARE + (1 - f) HIGHLAND, so a sub-footprint straddling a contact gets the mix of
+    its units; ``"binary"``: the paper's choice, the mare mean when f >= 0.5, else the highland mean.
     """
     p = as_progress(progress)
     if mare_wt is None or highland_wt is None:
@@ -470,7 +475,15 @@ def populate_footprints(geometries, values, errors, ok=None, classifier=None, ma
         nn = len(fracs[i])
         mask[r, :nn] = True
         mare[r, :nn] = fracs[i] >= 0.5
-    D = np.where(mare[:, None, :] == 1, mare_wt[None, :, None], highland_wt[None, :, None])
+    if prior == "binary":
+        D = np.where(mare[:, None, :] == 1, mare_wt[None, :, None], highland_wt[None, :, None])
+    elif prior == "fraction":
+        f = np.zeros((F, nmax))
+        for r, i in enumerate(keep):
+            f[r, :len(fracs[i])] = fracs[i]
+        D = f[:, None, :] * mare_wt[None, :, None] + (1.0 - f[:, None, :]) * highland_wt[None, :, None]
+    else:
+        raise ValueError(f"prior must be 'fraction' or 'binary', not {prior!r}")
     a = np.where(usable[keep], values[keep], np.nan)
     C, active = solve_population(a, D, mask)
     sig = population_errors(np.where(usable[keep], errors[keep], np.nan), active, mask)
