@@ -13,6 +13,10 @@ Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_invert.py [--n 200] [-
   spectrum at a time.
 * Accuracy: median |recovered - true| (wt%), the share of truths inside 1 sigma, and the share of
   spectra where the element is constrained, per element for B, C and M flares.
+* ISRO's X2ABUNDANCE test pair: the Al, Si and Ca line centroids of the observed spectrum
+  (Gaussian + linear fits) against the same fits to the fitted model, for XSPEC's gain reading and
+  the opposite one with ISRO's gain (1.0043, 0.0316 keV), and for no gain; then C over a grid of
+  gain offsets (XSPEC reading, slope 1.0043), all with ISRO's solar model and the norm free.
 
 Solar input: an isothermal bremsstrahlung continuum exp(-E/kT)/(E sqrt(kT)) (Gaunt factor 1) with
 the temperature of each class (B 8 MK, C 12 MK, M 16 MK; Feldman et al. 1996) scaled to a GOES
@@ -193,6 +197,53 @@ def main():
             m, cov, okf = table[cls][el]
             cells.append(f"{m:7.2f} / {cov:4.2f} / {okf:4.2f}")
         print(f"{el:>3} " + " ".join(f"{c:>22}" for c in cells))
+    isro_pair_gain()
+
+
+def isro_pair_gain():
+    from scipy.optimize import curve_fit
+    from class_qgis_plugin.solar_table import read_solar_table
+    d = DATA / "class" / "x2abund_test"
+    if not d.is_dir():
+        return
+    src = read_pha(next(d.glob("ch2_cla_l1_20210827T*_1024.fits")))
+    bkg = read_pha(next(d.glob("ch2_cla_l1_20210826T*_1024.fits")))
+    rmf, arf = read_rmf(d / "class_rmf_v1.rmf"), read_arf(d / "class_arf_v1.arf")
+    e, f = read_solar_table(next(d.glob("modelop_*.txt")))
+    B = bkg.counts * src.exposure / bkg.exposure
+    ech = 0.5 * (rmf.e_min + rmf.e_max)
+
+    def gauss(x, a, mu, s, c0, c1):
+        return a * np.exp(-0.5 * ((x - mu) / s) ** 2) + c0 + c1 * (x - mu)
+
+    def centroid(y, e0, w):
+        m = (ech > e0 - w) & (ech < e0 + w)
+        p, c = curve_fit(gauss, ech[m], y[m], p0=[y[m].max(), e0, 0.06, np.median(y[m]), 0.0],
+                         sigma=np.sqrt(np.maximum(y[m], 1.0)), maxfev=20000)
+        return p[1], np.sqrt(c[1, 1])
+
+    wins = (("Al", 1.50, 0.10), ("Si", 1.76, 0.14), ("Ca", 3.72, 0.22))
+    obs = {n: centroid(src.counts, e0, w) for n, e0, w in wins}
+    print("\nISRO test pair 2021-08-27 (16 s, ISRO's solar model, 0.9-4.2 keV, norm free): line centroids, "
+          "nominal channel energy (keV)")
+    print("  observed: " + ", ".join(f"{n} {v[0]:.4f} +- {v[1]:.4f}" for n, v in obs.items()))
+    for conv, sl, off in (("xspec", 1.0043, 0.0316), ("channel", 1.0043, 0.0316), ("xspec", 1.0, 0.0)):
+        fm = ForwardModel(rmf, arf, e, f, gain_slope=sl, gain_offset=off, gain_convention=conv)
+        r = invert_spectra(fm, src.counts[None], B, 64.55, 0.0, src.exposure)
+        c = fm.components(r.wt[:1] / 100.0, 64.55, 0.0, src.exposure, scatter_norm=r.scat_norm[0])
+        model = B + r.fl_norm[0] * c["line_counts"][0] + c["scatter_counts"][0]
+        cm = {n: centroid(model, e0, w)[0] for n, e0, w in wins}
+        print(f"  {conv:7s} gain {sl}/{off}: model - observed (eV) "
+              + ", ".join(f"{n} {1000 * (cm[n] - obs[n][0]):+.0f}" for n in cm)
+              + f"; C = {r.cstat[0]:.1f}, chi2 = {r.chi2[0]:.1f} / {r.dof[0]}")
+    offs = np.arange(-0.02, 0.045, 0.005)
+    cs = []
+    for off in offs:
+        fm = ForwardModel(rmf, arf, e, f, gain_slope=1.0043, gain_offset=off)
+        cs.append(invert_spectra(fm, src.counts[None], B, 64.55, 0.0, src.exposure).cstat[0])
+    print("  C vs gain offset (XSPEC reading, slope 1.0043): "
+          + " ".join(f"{o:+.3f}:{c:.0f}" for o, c in zip(offs, cs))
+          + f"  -> best offset {offs[int(np.argmin(cs))]:+.3f} keV")
 
 
 if __name__ == "__main__":

@@ -139,21 +139,36 @@ def main():
     arf = read_arf(os.path.join(d, "class_arf_v1.arf"))
     B = bkg.counts * src.exposure / bkg.exposure
     solang = float(src.header.get("SOLARANG", 64.55))
-    print("\n== inversion of ISRO's test pair (gain 1.0043, offset 0.0316 keV as X2ABUNDANCE)")
-    fm = ForwardModel(rmf, arf, E, np.stack([f, r.i0]), gain_slope=1.0043, gain_offset=0.0316)
+    print("\n== inversion of ISRO's test pair (gain 1.0043, offset 0.0316 keV in XSPEC's convention, "
+          "0.9-4.2 keV, fluorescence norm free)")
+    fm = ForwardModel(rmf, arf, E, np.stack([f, np.interp(E, r.energy_keV, r.i0)]),
+                      gain_slope=1.0043, gain_offset=0.0316)
     t = time.perf_counter()
     inv = invert.invert_spectra(fm, np.stack([src.counts, src.counts]), B, [solang, solang],
                                 [0.0, 0.0], [src.exposure, src.exposure])
     print(f"({time.perf_counter() - t:.1f} s)")
-    print("element   ISRO's I0            our I0               |diff|/sigma")
+    print("element   ISRO's I0            our I0               |diff|/sigma  (* = unconstrained, prior-tied)")
+    worst = 0.0
     for k, el in enumerate(ELEMENTS):
         a, ea = inv.wt[0, k], inv.err[0, k]
         b, eb = inv.wt[1, k], inv.err[1, k]
-        sig = np.nanmax([ea, eb]) if np.isfinite([ea, eb]).any() else np.nan
-        print(f"  {el:3s}  {a:6.2f} +- {ea:5.2f}     {b:6.2f} +- {eb:5.2f}     "
-              f"{abs(a - b) / sig if np.isfinite(sig) else float('nan'):.2f}")
+        both = inv.ok[0, k] and inv.ok[1, k]
+        sig = max(ea, eb) if both else np.nan
+        z = abs(a - b) / sig if both else float("nan")
+        if both:
+            worst = max(worst, z)
+        print(f"  {el:3s}  {a:6.2f} +- {ea:5.2f}{' ' if inv.ok[0, k] else '*'}   "
+              f"{b:6.2f} +- {eb:5.2f}{' ' if inv.ok[1, k] else '*'}   {z:.2f}")
     print(f"  C-stat: ISRO {inv.cstat[0]:.1f}, ours {inv.cstat[1]:.1f} (dof {inv.dof[0]}); "
+          f"fluorescence norm {inv.fl_norm[0]:.2f} / {inv.fl_norm[1]:.2f}; "
           f"scatter norm {inv.scat_norm[0]:.2f} / {inv.scat_norm[1]:.2f}")
+    verdict = "MET" if worst < 1.0 else "NOT MET"
+    print(f"  issue-4 check 'abundances change by less than 1 sigma': {verdict} (largest {worst:.1f} sigma)")
+    print("  Why they differ: Ca K (edge 4.04 keV) is excited by 4-8 keV photons, where ISRO's I0 is\n"
+          "  x1.4-4.5 below ours, and ours reproduces the XSM counts there while ISRO's under-predicts\n"
+          "  them (table above). With ISRO's I0 the fit needs more Ca and less Si (Si < 15 wt%, Ca > 16 wt%,\n"
+          "  outside the lunar ranges) and a scatter norm of ~0.35; with ours every element is lunar, the\n"
+          "  scatter norm is ~1 (the physical value) and C is lower: the data prefer our I0.")
 
 
 if __name__ == "__main__":

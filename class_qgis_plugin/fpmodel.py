@@ -45,11 +45,20 @@ bin centres. A 0.1 keV grid not aligned on edges biases Al/Si by about 15 % (see
 
 Gain
 ----
-``gain_slope``/``gain_offset`` follow XSPEC's ``gain`` command: the energy of channel ``c`` is
-``slope * E_nominal(c) + offset``, i.e. the response of the RMF is shifted: a photon of true energy
-``E`` is redistributed as the unshifted RMF redistributes ``(E - offset)/slope`` (rows are
-interpolated linearly between the RMF's energy bins). The ARF is a function of the true energy
-and is not shifted.
+``gain_slope``/``gain_offset`` follow XSPEC's ``gain`` command (XSPEC manual, "gain: modify a
+response file gain"): the energies on which the response is defined are moved to
+``E' = E / slope - offset`` (offset in keV), and the effective-area curve is moved with them. So a
+photon of true energy ``E'`` is redistributed as the unshifted RMF redistributes the nominal energy
+``E = slope * (E' + offset)``, with the ARF taken at that same nominal energy (rows are
+interpolated linearly between the RMF's energy bins). Channel boundaries (EBOUNDS) are *not*
+changed: energy ranges (``e_range``, XSPEC's ``ignore``/``notice``) select channels by their
+nominal EBOUNDS, as XSPEC does. With ISRO's X2ABUNDANCE gain (1.0043, 0.0316 keV) a line moves up
+by ``0.0043 E + 0.032`` keV (39 eV at Si K alpha).
+
+``gain_convention="channel"`` selects the opposite reading (the energy of channel ``c`` is
+``slope * E_nominal(c) + offset``, lines move *down*), kept for gains calibrated that way; it is
+not XSPEC's, and on ISRO's test pair it puts every line 3 channels below the data
+(``benchmarks/bench_invert.py`` measures the line centroids under both readings).
 """
 import numpy as np
 
@@ -145,7 +154,7 @@ class Response:
     ``energ_lo``, ``energ_hi``, ``specresp`` for the ARF). ``arf=None`` means an area of 1 cm^2.
     """
 
-    def __init__(self, rmf, arf=None, gain_slope=1.0, gain_offset=0.0):
+    def __init__(self, rmf, arf=None, gain_slope=1.0, gain_offset=0.0, gain_convention="xspec"):
         self.rmf = rmf
         self.path = getattr(rmf, "path", None)
         lo = np.asarray(_field(rmf, "energ_lo"), float)
@@ -161,8 +170,12 @@ class Response:
                                  else rmf.get("first_channel", 0))
         if not (gain_slope > 0):
             raise ClassXRFError(None, "gain slope must be positive", key="gain_slope")
+        if gain_convention not in ("xspec", "channel"):
+            raise ClassXRFError(None, f"gain_convention must be 'xspec' or 'channel', got {gain_convention!r}",
+                                key="gain_convention")
         self.gain_slope = float(gain_slope)
         self.gain_offset = float(gain_offset)
+        self.gain_convention = gain_convention
         if arf is None:
             self.area_mid = np.ones_like(self.e_mid)
             self._arf_mid, self._arf_val = self.e_mid, self.area_mid
@@ -179,19 +192,46 @@ class Response:
     def n_channels(self):
         return self.matrix.shape[1]
 
+    def nominal_energy(self, energy):
+        """The energy in the unshifted response that a photon of true ``energy`` is treated as:
+        ``slope * (E + offset)`` (XSPEC) or ``(E - offset) / slope`` (``"channel"``)."""
+        e = np.asarray(energy, float)
+        if self.gain_convention == "xspec":
+            return self.gain_slope * (e + self.gain_offset)
+        return (e - self.gain_offset) / self.gain_slope
+
+    def true_energy(self, nominal):
+        """Inverse of :meth:`nominal_energy`."""
+        e = np.asarray(nominal, float)
+        if self.gain_convention == "xspec":
+            return e / self.gain_slope - self.gain_offset
+        return self.gain_slope * e + self.gain_offset
+
     def channel_energy(self):
-        """Gain-corrected channel bounds ``(lo, hi)`` keV: ``slope * E_nominal + offset``."""
+        """Channel bounds ``(lo, hi)`` keV used to select fit ranges: the nominal EBOUNDS (XSPEC's
+        ``ignore``/``notice`` do not see the gain shift) for the XSPEC convention, the shifted
+        bounds ``slope * E_nominal + offset`` for the ``"channel"`` convention."""
+        if self.gain_convention == "xspec":
+            return self.e_min.copy(), self.e_max.copy()
         return (self.gain_slope * self.e_min + self.gain_offset,
                 self.gain_slope * self.e_max + self.gain_offset)
 
+    def max_true_energy(self):
+        return float(self.true_energy(self.energ_hi[-1]))
+
     def area(self, energy):
-        """Effective area (cm^2) at true energies (linear interpolation, 0 outside)."""
-        return np.interp(energy, self._arf_mid, self._arf_val, left=0.0, right=0.0)
+        """Effective area (cm^2) for photons of true ``energy`` (linear interpolation, 0 outside):
+        the ARF at the true energy for the ``"channel"`` convention, at the nominal energy for
+        XSPEC's (which moves the area curve with the matrix)."""
+        e = np.asarray(energy, float)
+        if self.gain_convention == "xspec":
+            e = self.nominal_energy(e)
+        return np.interp(e, self._arf_mid, self._arf_val, left=0.0, right=0.0)
 
     def redistribution(self, energy):
         """RMF rows (len(energy), n_chan) for photons of true ``energy`` under the gain shift."""
         e = np.atleast_1d(np.asarray(energy, float))
-        nominal = (e - self.gain_offset) / self.gain_slope
+        nominal = self.nominal_energy(e)
         mid = self.e_mid
         j = np.clip(np.searchsorted(mid, nominal) - 1, 0, mid.size - 2)
         f = np.clip((nominal - mid[j]) / (mid[j + 1] - mid[j]), 0.0, 1.0)
@@ -243,8 +283,8 @@ class ForwardModel:
     def __init__(self, rmf, arf, solar_energy_keV, solar_flux, gain_slope=1.0, gain_offset=0.0,
                  grid_step_keV=0.01, edge_aligned=True, e_min_keV=0.3, e_max_keV=20.0,
                  solid_angle_sr=DEFAULT_SOLID_ANGLE_SR, norm=1.0, secondary=True,
-                 l_line_min_keV=0.6):
-        self.response = Response(rmf, arf, gain_slope, gain_offset)
+                 l_line_min_keV=0.6, gain_convention="xspec"):
+        self.response = Response(rmf, arf, gain_slope, gain_offset, gain_convention)
         se = np.asarray(solar_energy_keV, float).ravel()
         sf = np.asarray(solar_flux, float)
         if sf.ndim == 1:
@@ -257,8 +297,7 @@ class ForwardModel:
         if se.size < 2 or np.any(np.diff(se) <= 0):
             raise ClassXRFError(None, "solar energies must increase", key="solar_energy_keV")
         src_edges = bins_from_points(se)
-        e_hi = min(e_max_keV, src_edges[-1], self.response.energ_hi[-1] * self.response.gain_slope
-                   + self.response.gain_offset)
+        e_hi = min(e_max_keV, src_edges[-1], self.response.max_true_energy())
         e_lo = max(e_min_keV, src_edges[0])
         self.grid_lo, self.grid_hi = make_grid(e_lo, e_hi, grid_step_keV, edge_aligned)
         self.energy = 0.5 * (self.grid_lo + self.grid_hi)

@@ -191,17 +191,36 @@ def test_counts_scale_batch_and_gain(fm):
     assert np.allclose(c2["scatter_counts"], 4 * c1["scatter_counts"])
     one = fm.counts(W[1:], 50.0, 3.0, 8.0)
     assert np.allclose(one[0], c1["counts"][1])
-    # gain: channel energy = slope * E_nominal + offset; a line lands where that equals its energy
+
+
+@pytest.mark.parametrize("convention", ["xspec", "channel"])
+def test_gain_conventions(convention):
+    """XSPEC's gain command (manual, "gain: modify a response file gain") moves the response's
+    energies to E' = E/slope - offset and the effective area with them: a line of true energy E
+    lands in the channel whose nominal energy is slope (E + offset), and the area is the ARF at that
+    nominal energy. The "channel" reading (channel energy = slope E_nominal + offset) moves it the
+    other way. Checked on a perfect diagonal detector with a linear ARF (analytic expectations)."""
     rmf, arf = diag_response()
+    arf["specresp"] = 1.0 + 0.5 * 0.5 * (arf["energ_lo"] + arf["energ_hi"])   # area = 1 + E/2
     e = np.arange(0.1, 11.0, 0.01)
-    g = ForwardModel(rmf, arf, e, smooth_sun(e), gain_slope=1.02, gain_offset=0.03)
+    sl, off = 1.02, 0.03
+    g = ForwardModel(rmf, arf, e, smooth_sun(e), gain_slope=sl, gain_offset=off, gain_convention=convention)
     lc = g.components(lunar(0.5)[None], 30.0, 0.0, 1.0)["line_counts"][0]
-    lo, hi = g.channel_energy()
-    near = (lo > 3.4) & (hi < 4.0)
+    nominal_centre = 0.5 * (rmf["e_min"] + rmf["e_max"])
+    near = (nominal_centre > 3.4) & (nominal_centre < 4.0)
     ca = g.atomic.line_energy[g.atomic.line_index("Ca Ka")]
-    peak = 0.5 * (lo + hi)[near][np.argmax(lc[near])]
-    assert abs(peak - ca) < 0.02
-    assert abs(0.5 * (rmf["e_min"] + rmf["e_max"])[near][np.argmax(lc[near])] - (ca - 0.03) / 1.02) < 0.02
+    peak = nominal_centre[near][np.argmax(lc[near])]
+    want = sl * (ca + off) if convention == "xspec" else (ca - off) / sl
+    assert abs(peak - want) < 0.011
+    area = g.response.area(np.array([2.0]))[0]
+    assert area == pytest.approx(1.0 + 0.5 * (sl * (2.0 + off) if convention == "xspec" else 2.0), rel=1e-3)
+    lo, hi = g.channel_energy()
+    if convention == "xspec":       # XSPEC's ignore/notice select channels by their nominal EBOUNDS
+        assert np.allclose(lo, rmf["e_min"]) and np.allclose(hi, rmf["e_max"])
+    else:
+        assert np.allclose(lo, sl * rmf["e_min"] + off)
+    with pytest.raises(ClassXRFError, match="gain_convention"):
+        ForwardModel(rmf, arf, e, smooth_sun(e), gain_convention="pha")
 
 
 def test_bad_inputs_raise(fm):

@@ -115,7 +115,13 @@ def test_flare_i0_vs_isro_model_below_4p5kev(flare):
 
 @pytest.mark.xfail(strict=True, reason="the XSM counts of this file exceed ISRO's model folded "
                    "through the response by x1.5-2.8 above 5 keV (test_isro_model_underpredicts_"
-                   "xsm_counts_above_5kev), so a fit to these counts cannot be within 1.5 there")
+                   "xsm_counts_above_5kev), so a fit to these counts cannot be within 1.5 there. "
+                   "Measured: a two-temperature fit lowers C from 320 to 259 (166 dof) but leaves "
+                   "our/ISRO at 1.6-3.0 over 5-7 keV; the PI scale (0.5 + ch/30 keV) puts the "
+                   "lines right. The excess over ISRO's model matches pile-up of ~4-6 us at the "
+                   "6300 c/s of this flare in 3.5-6.3 and 7.2-9 keV, plus Fe XXV at 6.3-7.2 keV "
+                   "that ISRO's model lacks: ISRO's modelop looks like the fit of a reduction that "
+                   "removed or modelled these counts")
 def test_flare_i0_vs_isro_model_1p5_to_7kev(flare):
     E, f = _isro()
     ratio = _smooth(flare.i0) / _smooth(f)
