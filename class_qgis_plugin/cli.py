@@ -45,14 +45,19 @@ def _cmd_invert(args):
 
     geoms, attrs, _ = geo.read_vector(args.layer)
     cols = invert.invert_layer(args.layer, rmf=args.rmf, arf=args.arf, background=args.background,
-                               solar=args.solar, progress=ConsoleProgress("invert"))
+                               solar=args.solar, gain_slope=args.gain[0], gain_offset=args.gain[1],
+                               fit_norm=not args.fixed_norm, progress=ConsoleProgress("invert"))
     attrs.update(cols)
     geo.write_vector(args.out_layer, geoms, attrs)
     print(f"{len(geoms)} spectra inverted -> {args.out_layer}")
 
 
-def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True):
-    """Simulate -> co-add -> invert on the embedded default; returns the error table (dict)."""
+def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True, fit_norm=False):
+    """Simulate -> co-add -> solar fit -> invert -> populate on the embedded default; returns the
+    error table and the outputs (dict).
+
+    ``fit_norm=False``: the simulated instrument's absolute calibration is exact, so the demo keeps
+    the fluorescence normalisation fixed (real data need it fitted: the inversion's default)."""
     from . import coadd, composition, evaluate, geo, gib, invert, solarfit
     from .simulate import SimulationConfig, simulate
 
@@ -75,7 +80,7 @@ def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True):
     geo.write_vector(solar_layer, res.geometries, attrs)
     t3 = time.perf_counter()
     cols = invert.invert_layer(solar_layer, rmf=sim.rmf, arf=sim.arf, background=sim.background,
-                               progress=prog("invert"))
+                               fit_norm=fit_norm, progress=prog("invert"))
     attrs.update(cols)
     abund_layer = out / "abundances.gpkg"
     geo.write_vector(abund_layer, res.geometries, attrs)
@@ -144,6 +149,8 @@ def main(argv=None):
     v.add_argument("--arf", required=True)
     v.add_argument("--background", required=True)
     v.add_argument("--solar", help="solar table for observations without a solar_file column")
+    v.add_argument("--gain", type=float, nargs=2, default=(1.0, 0.0), metavar=("SLOPE", "OFFSET"))
+    v.add_argument("--fixed-norm", action="store_true", help="do not fit the fluorescence normalisation")
     v.set_defaults(func=_cmd_invert)
     d = sub.add_parser("demo", help="simulate -> co-add -> invert on the embedded default")
     d.add_argument("--out", default="demo_output")
