@@ -41,3 +41,15 @@ def test_coadd_bad_input_raises_processing_exception(run_alg, tmp_path):
     with pytest.raises(QgsProcessingException, match="ch2_cla_l1_20240123T000000000"):
         run_alg("classxrf:coadd", {"INPUT": str(bad), "OUTPUT_FOLDER": str(tmp_path / "pha"),
                                    "OUTPUT": str(tmp_path / "obs.gpkg")})
+
+
+def test_cancel_stops_coadd_and_writes_no_layer(run_alg, tmp_path):
+    from qgis.core import QgsProcessingFeedback
+    src = shared_data("class", "raw8s", "20240123")
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run_alg("classxrf:coadd", {"INPUT": str(src), "OUTPUT_FOLDER": str(tmp_path / "pha"),
+                                   "OUTPUT": str(tmp_path / "obs.gpkg")}, feedback=fb)
+    assert not (tmp_path / "obs.gpkg").exists()
+    assert not list((tmp_path / "pha").glob("*.fits")) if (tmp_path / "pha").exists() else True
