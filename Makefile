@@ -42,3 +42,9 @@ package:
 
 clean:
 	rm -rf $(VENV) $(PLUGIN_NAME).zip demo_output .pytest_cache
+
+# QGIS desktop under Xvfb with the plugin installed in a temporary profile: checks the provider's
+# algorithms are registered and saves screenshot.png (basemap + a graduated abundance layer).
+.PHONY: screenshot
+screenshot: setup
+	QT_QPA_PLATFORM= $(PY) scripts/screenshot.py --out screenshot.png

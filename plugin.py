@@ -10,6 +10,11 @@ class ClassXrfPlugin:
     def __init__(self, iface=None):
         self.iface = iface
         self.provider = None  # keep a reference: an unreferenced provider is garbage-collected
+        # packages installed by classxrf:dependencies (profile's python/dependencies, as QPIP does);
+        # appended, so QGIS's own packages keep priority
+        from .processing_provider.dependencies_alg import add_dependencies_to_path
+
+        add_dependencies_to_path()
 
     def initProcessing(self):  # noqa: N802
         from .processing_provider.provider import ClassXrfProvider

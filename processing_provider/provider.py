@@ -6,13 +6,17 @@ from .base import ICON_PATH
 
 def algorithm_classes():
     """The provider's algorithm classes, in pipeline order (ids stay stable across versions)."""
+    from .basemap_alg import BasemapAlgorithm
     from .coadd_alg import CoaddAlgorithm
+    from .dependencies_alg import DependenciesAlgorithm
+    from .export_alg import ExportMapAlgorithm
     from .invert_alg import InvertAlgorithm
     from .populate_alg import PopulateAlgorithm
     from .simulate_alg import SimulateAlgorithm
     from .solarfit_alg import SolarFitAlgorithm
 
-    return [SimulateAlgorithm, CoaddAlgorithm, SolarFitAlgorithm, InvertAlgorithm, PopulateAlgorithm]
+    return [SimulateAlgorithm, CoaddAlgorithm, SolarFitAlgorithm, InvertAlgorithm, PopulateAlgorithm,
+            BasemapAlgorithm, ExportMapAlgorithm, DependenciesAlgorithm]
 
 
 class ClassXrfProvider(QgsProcessingProvider):

@@ -1,14 +1,119 @@
-"""Styles applied to outputs when they load: graduated footprints, colour-ramped rasters."""
+"""Styles of the plugin's layers: abundance footprints graduated on lunar ranges, density heatmaps,
+colour-ramped rasters with transparency where nothing is known, the basemap.
+
+Element classes are fixed (not data-driven) so that maps of different regions, runs and papers read
+the same: five classes per element inside the plausible range of lunar regolith
+(:data:`class_qgis_plugin.composition.LUNAR_RANGE`; Lunar Sourcebook Table 7.15; Prettyman et al.
+2006), with breaks placed so that the mean mare and highland soils fall in different classes
+wherever they differ (Mg, Al, Ca, Ti, Fe, O). The first and last classes are open ("< 4 wt%",
+">= 16 wt%") so that no value is left undrawn. Colours: ColorBrewer RdYlBu, reversed (blue = low,
+red = high), a diverging scheme readable by colour-blind people.
+
+The ``resources/styles/<element>.qml`` files are written from these functions by
+``scripts/make_styles.py`` for people who load layers by hand (Layer Properties > Style > Load).
+"""
+import os
+
 from qgis.core import (
     QgsClassificationJenks,
     QgsColorRampShader,
+    QgsFeature,
+    QgsFillSymbol,
+    QgsGeometry,
+    QgsGradientColorRamp,
+    QgsGradientStop,
     QgsGraduatedSymbolRenderer,
+    QgsHeatmapRenderer,
+    QgsMarkerSymbol,
     QgsRasterBandStats,
     QgsRasterShader,
+    QgsRendererRange,
     QgsSingleBandPseudoColorRenderer,
     QgsStyle,
     QgsSymbol,
+    QgsUnitTypes,
+    QgsVectorLayer,
+    QgsWkbTypes,
 )
+from qgis.PyQt.QtGui import QColor
+
+from ..class_qgis_plugin.composition import ELEMENTS, LUNAR_RANGE
+
+#: Class breaks (wt%) per element: LUNAR_RANGE's ends with four inner breaks. Mean soils
+#: (mare / highland, wt%): O 42.7/45.3, Mg 5.8/3.4, Al 7.7/14.7, Ca 8.4/11.5, Ti 2.1/0.2, Fe 12.2/3.7.
+ELEMENT_BREAKS = {
+    "O": (38.0, 41.0, 42.5, 44.0, 45.5, 48.0),
+    "Na": (0.0, 0.2, 0.3, 0.4, 0.6, 2.0),
+    "Mg": (0.0, 3.0, 4.5, 6.0, 8.0, 15.0),
+    "Al": (2.0, 6.0, 9.0, 12.0, 15.0, 20.0),
+    "Si": (15.0, 19.0, 20.5, 22.0, 23.5, 26.0),
+    "Ca": (4.0, 7.0, 9.0, 11.0, 13.0, 16.0),
+    "Ti": (0.0, 0.5, 1.5, 3.0, 5.0, 9.0),
+    "Fe": (0.0, 4.0, 8.0, 12.0, 16.0, 20.0),
+}
+#: ColorBrewer RdYlBu (5 classes), reversed: low = blue, high = red.
+CLASS_COLOURS = ("#2c7bb6", "#abd9e9", "#ffffbf", "#fdae61", "#d7191c")
+#: Open ends of the first/last class: every value (even a slightly negative fit) falls in a class.
+OPEN_LOW, OPEN_HIGH = -1000.0, 1000.0
+OUTLINE = "#3a3a3a"
+
+
+def _fmt(x):
+    return f"{x:g}"
+
+
+def class_labels(element):
+    """Legend labels in wt% of the element's five classes."""
+    b = ELEMENT_BREAKS[element]
+    labels = [f"< {_fmt(b[1])} wt%"]
+    labels += [f"{_fmt(b[k])} - {_fmt(b[k + 1])} wt%" for k in range(1, len(b) - 2)]
+    labels.append(f">= {_fmt(b[-2])} wt%")
+    return labels
+
+
+def class_ranges(element):
+    """(lower, upper, colour hex, label) of each class; the first and last classes are open."""
+    b = list(ELEMENT_BREAKS[element])
+    lows = [OPEN_LOW] + b[1:-1]
+    highs = b[1:-1] + [OPEN_HIGH]
+    return [(lo, hi, c, lab) for lo, hi, c, lab in zip(lows, highs, CLASS_COLOURS, class_labels(element))]
+
+
+def _symbol(geometry_type, colour):
+    if geometry_type == QgsWkbTypes.PointGeometry:
+        sym = QgsMarkerSymbol.createSimple({"name": "circle", "color": colour, "size": "1.6",
+                                            "outline_style": "no"})
+    elif geometry_type == QgsWkbTypes.LineGeometry:
+        sym = QgsSymbol.defaultSymbol(geometry_type)
+        sym.setColor(QColor(colour))
+    else:
+        sym = QgsFillSymbol.createSimple({"color": colour, "outline_color": OUTLINE, "outline_width": "0.1",
+                                          "outline_style": "solid", "style": "solid"})
+    return sym
+
+
+def element_renderer(element, field=None, geometry_type=QgsWkbTypes.PolygonGeometry):
+    """Graduated renderer of one element on the fixed lunar classes, legend in wt%."""
+    if element not in ELEMENT_BREAKS:
+        raise ValueError(f"no lunar classes for {element!r}; elements: {', '.join(ELEMENTS)}")
+    ranges = [QgsRendererRange(lo, hi, _symbol(geometry_type, colour), label)
+              for lo, hi, colour, label in class_ranges(element)]
+    renderer = QgsGraduatedSymbolRenderer(field or element, ranges)
+    renderer.setSourceSymbol(_symbol(geometry_type, CLASS_COLOURS[2]))
+    return renderer
+
+
+def apply_element_style(layer, element, field=None):
+    """Style ``layer`` graduated by ``element`` (column ``field``, default the element's name)."""
+    field = field or element
+    if layer.fields().indexOf(field) < 0:
+        return None
+    renderer = element_renderer(element, field, layer.geometryType())
+    layer.setRenderer(renderer)
+    if element in LUNAR_RANGE and f"{element} (wt%)" not in layer.name():
+        layer.setName(f"{layer.name()} - {element} (wt%)" if layer.name() else f"{element} (wt%)")
+    layer.triggerRepaint()
+    return renderer
 
 
 def _ramp(name, invert=False):
@@ -21,9 +126,12 @@ def _ramp(name, invert=False):
 
 
 def apply_graduated(layer, field, ramp="Spectral", classes=5, invert=False):
-    """Graduated renderer on ``field`` with Jenks natural-breaks classes; returns the renderer."""
+    """Graduated renderer on ``field``: the fixed lunar classes when ``field`` is an element (O..Fe),
+    else Jenks natural-breaks classes on a colour ramp. Returns the renderer (None if no such field)."""
     if layer.fields().indexOf(field) < 0:
         return None
+    if field in ELEMENT_BREAKS:
+        return apply_element_style(layer, field)
     symbol = QgsSymbol.defaultSymbol(layer.geometryType())
     symbol.setOpacity(0.8)
     renderer = QgsGraduatedSymbolRenderer(field)
@@ -37,22 +145,136 @@ def apply_graduated(layer, field, ramp="Spectral", classes=5, invert=False):
     return renderer
 
 
-def apply_raster_ramp(layer, band=1, ramp="Viridis"):
-    """Pseudocolour renderer on ``band`` stretched over its min..max; nodata stays transparent."""
+# ------------------------------------------------------------------------------ density heatmap
+def density_ramp():
+    """Transparent -> yellow -> red: empty sky shows the basemap, dense coverage glows."""
+    ramp = QgsGradientColorRamp(QColor(255, 255, 178, 0), QColor(189, 0, 38, 230))
+    ramp.setStops([QgsGradientStop(0.25, QColor(254, 204, 92, 150)), QgsGradientStop(0.6, QColor(240, 59, 32, 200))])
+    return ramp
+
+
+def heatmap_renderer(radius_mm=4.0, weight=None):
+    """A heatmap renderer of point density (kernel radius in mm on the map)."""
+    r = QgsHeatmapRenderer()
+    r.setColorRamp(density_ramp())
+    r.setRadius(radius_mm)
+    r.setRadiusUnit(QgsUnitTypes.RenderMillimeters)
+    r.setRenderQuality(1)
+    if weight:
+        r.setWeightExpression(weight)
+    return r
+
+
+def density_layer(layer, name=None):
+    """A memory point layer of the footprints' centroids (one per observation), for the heatmap."""
+    out = QgsVectorLayer(f"Point?crs={layer.crs().authid() or layer.crs().toWkt()}", name or
+                         f"{layer.name()} - observation density", "memory")
+    if not out.crs().isValid():
+        out.setCrs(layer.crs())
+    feats = []
+    for f in layer.getFeatures():
+        g = f.geometry()
+        if g is None or g.isEmpty():
+            continue
+        nf = QgsFeature()
+        nf.setGeometry(QgsGeometry(g.centroid()) if g.type() != QgsWkbTypes.PointGeometry else g)
+        feats.append(nf)
+    out.dataProvider().addFeatures(feats)
+    out.updateExtents()
+    return out
+
+
+def apply_heatmap(layer, radius_mm=4.0, weight=None):
+    """Heatmap of observation density on a point layer (QGIS's heatmap draws points only: for a
+    footprint layer use :func:`density_layer` first). Returns the renderer or None."""
+    if layer.geometryType() != QgsWkbTypes.PointGeometry:
+        return None
+    r = heatmap_renderer(radius_mm, weight)
+    layer.setRenderer(r)
+    layer.triggerRepaint()
+    return r
+
+
+# ------------------------------------------------------------------------------ rasters
+def _band_element(layer, band):
+    desc = layer.dataProvider().generateBandName(band)
+    try:
+        desc = layer.bandName(band)
+    except Exception:
+        pass
+    for token in (desc or "").replace(":", " ").split():
+        if token in ELEMENT_BREAKS:
+            return token
+    return None
+
+
+def apply_raster_ramp(layer, band=1, ramp="Viridis", element=None, classes=5):
+    """Pseudocolour renderer on ``band``; transparent where the band is nodata (nothing known).
+
+    When the band holds an element (given, or named O..Fe in its description) the ramp spans the
+    element's lunar range so that maps compare across regions; otherwise the band's min..max.
+    """
     provider = layer.dataProvider()
-    stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
-    lo, hi = stats.minimumValue, stats.maximumValue
+    provider.setUseSourceNoDataValue(band, True)
+    element = element or _band_element(layer, band)
+    if element in LUNAR_RANGE:
+        lo, hi = LUNAR_RANGE[element]
+    else:
+        stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
+        lo, hi = stats.minimumValue, stats.maximumValue
     if not (hi > lo):
         hi = lo + 1.0
     fcn = QgsColorRampShader(lo, hi)
     fcn.setSourceColorRamp(_ramp(ramp))
     fcn.setColorRampType(QgsColorRampShader.Interpolated)
-    fcn.classifyColorRamp(5, band, layer.extent(), provider)
+    fcn.setClip(False)
+    items = []
+    src = _ramp(ramp)
+    for k in range(classes):
+        t = k / (classes - 1)
+        v = lo + t * (hi - lo)
+        unit = " wt%" if element else ""
+        items.append(QgsColorRampShader.ColorRampItem(v, src.color(t), f"{v:.3g}{unit}"))
+    fcn.setColorRampItemList(items)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(fcn)
     renderer = QgsSingleBandPseudoColorRenderer(provider, band, shader)
     renderer.setClassificationMin(lo)
     renderer.setClassificationMax(hi)
+    renderer.setNodataColor(QColor(0, 0, 0, 0))
     layer.setRenderer(renderer)
     layer.triggerRepaint()
     return renderer
+
+
+def style_basemap(layer):
+    """The basemap under everything: a little dimmed so the abundance classes stand out."""
+    if layer.renderer() is not None:
+        layer.renderer().setOpacity(0.9)
+    layer.triggerRepaint()
+    return layer.renderer()
+
+
+# ------------------------------------------------------------------------------ .qml files
+def qml_path(element, style_dir=None):
+    from .base import STYLE_DIR
+
+    return os.path.join(style_dir or STYLE_DIR, f"{element}.qml")
+
+
+def write_element_qml(element, path):
+    """Write the element's graduated style as a QGIS .qml file (a polygon layer with the element field)."""
+    layer = QgsVectorLayer(f"Polygon?crs=ESRI:104903&field={element}:double", element, "memory")
+    apply_element_style(layer, element)
+    msg, ok = layer.saveNamedStyle(str(path))
+    if not ok:
+        raise OSError(f"could not write {path}: {msg}")
+    return path
+
+
+def load_element_qml(layer, element, style_dir=None):
+    """Load resources/styles/<element>.qml onto ``layer``; returns True on success."""
+    msg, ok = layer.loadNamedStyle(qml_path(element, style_dir))
+    if ok:
+        layer.triggerRepaint()
+    return ok

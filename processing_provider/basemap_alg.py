@@ -1,0 +1,95 @@
+"""classxrf:basemap - an albedo raster or a whole-Moon image as the project's lunar basemap."""
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingLayerPostProcessorInterface,
+)
+
+from .base import ClassXrfAlgorithm, require, style_on_load
+
+WEST_EDGES = ["-180", "0"]
+
+
+class BasemapStyle(QgsProcessingLayerPostProcessorInterface):
+    """Puts the basemap under the other layers and sets the project's CRS to the lunar one."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        from .styles import style_basemap
+
+        if layer is None or not layer.isValid():
+            return
+        style_basemap(layer)
+        project = context.project()
+        if project is not None:
+            crs = QgsCoordinateReferenceSystem("IAU_2015:30100")
+            if crs.isValid() and project.crs() != crs:
+                project.setCrs(crs)
+            root = project.layerTreeRoot()
+            node = root.findLayer(layer.id())
+            if node is not None and node.parent() is root:
+                clone = node.clone()
+                root.insertChildNode(len(root.children()), clone)
+                root.removeChildNode(node)
+
+
+class BasemapAlgorithm(ClassXrfAlgorithm):
+    ALG_NAME = "basemap"
+    DISPLAY = "Lunar basemap (albedo / colour image)"
+    GROUP = "0 Data"
+    GROUP_ID = "data"
+    HELP = """<p>Makes the project's <b>basemap</b>: the image every classxrf layer is drawn on, in the lunar
+CRS <b>IAU_2015:30100</b> (Moon 2015 sphere of radius 1737.4 km, planetocentric latitude, east longitude;
+Archinal et al. 2018). The project CRS must be lunar: transforms between the Moon and Earth CRSs are not
+defined, so Earth basemaps (OSM, XYZ tiles) do not apply.</p>
+<ul>
+<li>An <b>equirectangular image</b> (PNG, JPG, ...) of the whole Moon, twice as wide as tall, e.g. the LROC WAC
+colour mosaic <i>lroc_color_poles_1k.jpg</i>: it is georeferenced as a plate carree grid whose edges are the
+poles and the 180 deg meridian (pixel column c spans longitude -180 + 360 c / width), written as a tiled,
+compressed GeoTIFF. An image whose left edge is at 0 deg longitude (0..360) is rolled to -180..180.</li>
+<li>A <b>GeoTIFF</b> (e.g. the simulated albedo, or a mosaic in a lunar CRS) is validated - georeferenced,
+degrees of longitude and latitude on a Moon-sized sphere - and copied (or kept, when the output is the same
+file). A GeoTIFF without a CRS but with a degree extent gets IAU_2015:30100; a raster in an Earth CRS is
+refused with a message naming the file.</li>
+</ul>
+<p>Overviews (averaged, x2, x4, ... down to about 256 pixels) are built so QGIS draws quickly at every scale.
+The output is written under a temporary name and moved into place only when complete.</p>
+<h3>Parameters</h3>
+<p><b>Image or albedo raster</b>: the source file. <b>Left edge of an image</b>: -180 (default) or 0 degrees of
+longitude; ignored for a georeferenced GeoTIFF. <b>Basemap</b>: the output GeoTIFF.</p>
+<h3>Outputs</h3>
+<p>The basemap GeoTIFF (loaded at the bottom of the layer tree, and the project CRS set to IAU_2015:30100), its
+width and height in pixels and what was done (georeferenced image, copied or kept GeoTIFF).</p>"""
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile(
+            "INPUT", "Image or albedo raster (PNG/JPG whole-Moon image, or GeoTIFF)"))
+        self.addParameter(QgsProcessingParameterEnum(
+            "WEST", "Left edge of an equirectangular image (degrees of longitude)", options=WEST_EDGES,
+            defaultValue="-180", usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Basemap"))
+        self.addOutput(QgsProcessingOutputNumber("WIDTH", "Width (pixels)"))
+        self.addOutput(QgsProcessingOutputNumber("HEIGHT", "Height (pixels)"))
+        self.addOutput(QgsProcessingOutputString("KIND", "What was done"))
+
+    def execute(self, parameters, context, feedback, progress):
+        require("numpy", "rasterio")
+        from ..class_qgis_plugin.basemap import make_basemap
+
+        src = self.parameterAsFile(parameters, "INPUT", context)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        if not out.lower().endswith((".tif", ".tiff")):
+            from qgis.core import QgsProcessingException
+            raise QgsProcessingException(f"{out}: the basemap output must be a GeoTIFF (.tif)")
+        west = float(self.parameterAsEnumString(parameters, "WEST", context))
+        res = make_basemap(src, out, west=west, progress=progress)
+        kind = ("georeferenced image" if res.kind == "image" else
+                ("copied GeoTIFF" if res.copied else "kept GeoTIFF"))
+        feedback.pushInfo(f"{kind}: {res.width} x {res.height} px, {res.bands} band(s), extent {res.bounds}, "
+                          f"CRS {res.crs}, overviews {res.overviews}")
+        style_on_load(context, out, BasemapStyle())
+        return {"OUTPUT": out, "WIDTH": res.width, "HEIGHT": res.height, "KIND": kind}
+
