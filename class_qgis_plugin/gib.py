@@ -221,12 +221,13 @@ def _identity_and_key(attrs, r, geom, values, errors, ok, context):
 
 # ------------------------------------------------------------------------------ entry point
 def populate_layer(abundance_layer_path, albedo, gib_folder, points_output=None, progress=None,
-                   sub_size_km=None, threshold=None, mare_wt=None, highland_wt=None):
+                   sub_size_km=None, threshold=None, mare_wt=None, highland_wt=None, prior="fraction"):
     """Populate an abundance layer into the GIB folder (created if needed) -> summary dict.
 
     ``albedo``: an albedo raster / equirectangular image, a mare polygon layer (.gpkg, .shp, ...)
     or an object with ``mare_flag(lat, lon)``. ``points_output`` (.gpkg or .shp): the point layer
     of this run's populated sub-footprints. ``threshold`` overrides Otsu's albedo threshold.
+    ``prior``: how a sub-footprint's prior D is formed (see :func:`population.populate_footprints`).
 
     Summary keys: ``footprints`` (rows read), ``populated`` (footprints newly added or replaced),
     ``already_in_gib`` (unchanged, skipped), ``replaced``, ``sub_footprints`` (added this run),
@@ -256,7 +257,7 @@ def populate_layer(abundance_layer_path, albedo, gib_folder, points_output=None,
     thr = getattr(classifier, "threshold", None)
     context = dict(albedo=src_hash, threshold=None if thr is None else float(thr),
                    mare=[float(v) for v in mare_wt], high=[float(v) for v in highland_wt],
-                   sub=sub_size_km)
+                   sub=sub_size_km, prior=prior)
     obs_ids = (np.asarray(attrs["obs_id"]).astype(np.int64) if "obs_id" in attrs
                else np.arange(N, dtype=np.int64))
 
@@ -287,7 +288,7 @@ def populate_layer(abundance_layer_path, albedo, gib_folder, points_output=None,
     p.set(0.05, "splitting and solving")
     result = pop.populate_footprints([geoms[r] for r in new_rows], values[new_rows], errors[new_rows],
                                      ok[new_rows], classifier, mare_wt, highland_wt, ELEMENTS,
-                                     sub_size_km=sub_size_km, progress=subrange(p, 0.05, 0.5))
+                                     sub_size_km=sub_size_km, progress=subrange(p, 0.05, 0.5), prior=prior)
     for local, reason in result.skipped:
         skipped.append((int(obs_ids[new_rows[local]]), reason))
     fp_rows = np.asarray(new_rows, np.int64)[result.footprint] if result.footprint.size else np.zeros(0, np.int64)

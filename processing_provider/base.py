@@ -5,7 +5,15 @@ Core modules (and the heavy packages they need) are imported inside ``processAlg
 provider loads even where torch or xraylib is missing; a missing package gives a clear message.
 """
 import importlib
+import importlib.util
+import json
 import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -27,12 +35,17 @@ PIP_NAMES = {"torch": "torch", "torch_geometric": "torch-geometric", "torch_opti
 
 
 def require(*modules):
-    """Raise a QgsProcessingException naming every missing package and how to install it."""
+    """Raise a QgsProcessingException naming every missing package and how to install it.
+
+    Packages are looked up without importing them: importing shapely or pyogrio wheels into the
+    QGIS process is what the worker process avoids (see :func:`run_core`)."""
     missing = []
     for m in modules:
         try:
-            importlib.import_module(m)
-        except ImportError:
+            found = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
             missing.append(m)
     if missing:
         pips = " ".join(PIP_NAMES.get(m, m) for m in missing)
@@ -40,6 +53,87 @@ def require(*modules):
             f"This algorithm needs the Python package(s) {', '.join(missing)}, which QGIS's Python cannot "
             f"import. Install them into QGIS's Python, e.g. `python3 -m pip install {pips}` "
             f"(for torch, prefer the CPU build unless you have a GPU); or run the classxrf dependency check.")
+
+
+def python_executable():
+    """The Python interpreter that runs QGIS's Python (QGIS's own executable is not one)."""
+    exe = sys.executable or ""
+    if os.path.basename(exe).startswith("python") and os.path.exists(exe):
+        return exe
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for cand in (os.path.join(sys.exec_prefix, "bin", ver), os.path.join(sys.base_exec_prefix, "bin", ver),
+                 shutil.which(ver), shutil.which("python3")):
+        if cand and os.path.exists(cand):
+            return cand
+    raise QgsProcessingException(f"No Python interpreter ({ver}) found to run the computation")
+
+
+def run_core(task, kwargs, feedback):
+    """Run ``class_qgis_plugin.tasks.<task>(**kwargs)`` in a worker process; return its result.
+
+    The worker (see ``class_qgis_plugin/worker.py``) keeps shapely, pyogrio, rasterio and torch
+    out of the QGIS process, whose own GEOS/GDAL would otherwise clash with the ones those wheels
+    bundle. Progress lines drive the feedback's progress bar; the cancel button terminates the
+    worker (outputs are written atomically, so nothing is left half-written); an error of the core
+    becomes a QgsProcessingException with the core's message (file and key).
+    """
+    env = dict(os.environ)
+    paths = [PLUGIN_DIR] + [p for p in sys.path if p and os.path.isdir(p)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    request = json.dumps({"task": task, "kwargs": kwargs})
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen([python_executable(), "-m", "class_qgis_plugin.worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, env=env, text=True, cwd=PLUGIN_DIR)
+        lines = queue.Queue()
+
+        def _read():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=_read, daemon=True).start()
+        proc.stdin.write(request)
+        proc.stdin.close()
+        result, error, last = None, None, None
+        while True:
+            if feedback is not None and feedback.isCanceled():
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                raise QgsProcessingException(f"{task} cancelled by the user; no output was written")
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "progress" in msg and feedback is not None:
+                feedback.setProgress(100.0 * msg["progress"])
+                if msg.get("message") and msg["message"] != last:
+                    last = msg["message"]
+                    feedback.pushInfo(last)
+            elif "result" in msg:
+                result = msg["result"]
+            elif "error" in msg:
+                error = msg
+        proc.wait()
+        err.seek(0)
+        stderr = err.read()
+    if error is not None:
+        if error["type"] == "Cancelled":
+            raise QgsProcessingException(f"{task} cancelled by the user; no output was written")
+        detail = f"\n{error.get('traceback', '')}" if error["type"] == "Exception" else ""
+        raise QgsProcessingException(error["error"] + detail)
+    if result is None:
+        raise QgsProcessingException(f"The {task} computation stopped without a result "
+                                     f"(exit status {proc.returncode}): {stderr[-2000:]}")
+    return result
 
 
 class FeedbackProgress(Progress):

@@ -9,7 +9,7 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
 )
 
-from .base import ClassXrfAlgorithm, require, style_on_load
+from .base import ClassXrfAlgorithm, require, run_core, style_on_load
 
 WEST_EDGES = ["-180", "0"]
 
@@ -77,19 +77,17 @@ width and height in pixels and what was done (georeferenced image, copied or kep
 
     def execute(self, parameters, context, feedback, progress):
         require("numpy", "rasterio")
-        from ..class_qgis_plugin.basemap import make_basemap
-
         src = self.parameterAsFile(parameters, "INPUT", context)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         if not out.lower().endswith((".tif", ".tiff")):
             from qgis.core import QgsProcessingException
             raise QgsProcessingException(f"{out}: the basemap output must be a GeoTIFF (.tif)")
         west = float(self.parameterAsEnumString(parameters, "WEST", context))
-        res = make_basemap(src, out, west=west, progress=progress)
-        kind = ("georeferenced image" if res.kind == "image" else
-                ("copied GeoTIFF" if res.copied else "kept GeoTIFF"))
-        feedback.pushInfo(f"{kind}: {res.width} x {res.height} px, {res.bands} band(s), extent {res.bounds}, "
-                          f"CRS {res.crs}, overviews {res.overviews}")
+        res = run_core("basemap", dict(source=src, output=out, west=west), feedback)
+        kind = ("georeferenced image" if res["kind"] == "image" else
+                ("copied GeoTIFF" if res["copied"] else "kept GeoTIFF"))
+        feedback.pushInfo(f"{kind}: {res['width']} x {res['height']} px, {res['bands']} band(s), extent "
+                          f"{res['bounds']}, CRS {res['crs']}, overviews {res['overviews']}")
         style_on_load(context, out, BasemapStyle())
-        return {"OUTPUT": out, "WIDTH": res.width, "HEIGHT": res.height, "KIND": kind}
+        return {"OUTPUT": out, "WIDTH": res["width"], "HEIGHT": res["height"], "KIND": kind}
 

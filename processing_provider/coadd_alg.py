@@ -14,7 +14,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from .base import ClassXrfAlgorithm, GraduatedStyle, require, style_on_load
+from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
 
 STRATEGIES = ["sliding", "running", "combined"]
 
@@ -84,35 +84,27 @@ background PHA.</p>"""
 
     def execute(self, parameters, context, feedback, progress):
         require("numpy", "astropy", "shapely", "pyogrio")
-        from ..class_qgis_plugin import coadd, geo
-
         folder = self.parameterAsFile(parameters, "INPUT", context)
         files = [f for f in self.parameterAsFileList(parameters, "INPUT_FILES", context) if f]
         if not folder and not files:
             raise QgsProcessingException("Give an input folder or a list of CLASS L1 files")
-        inputs = files if files else folder
-        catalog = self.parameterAsFile(parameters, "FLARE_CATALOG", context) or None
-        classes = tuple(c.strip().upper() for c in
-                        self.parameterAsString(parameters, "FLARE_CLASSES", context).split(",") if c.strip())
+        classes = [c.strip().upper() for c in
+                   self.parameterAsString(parameters, "FLARE_CLASSES", context).split(",") if c.strip()]
         out_folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
         out_layer = self.output_path(parameters, "OUTPUT", context, ".gpkg")
-        result = coadd.coadd_folder(
-            inputs, out_folder,
+        res = run_core("coadd", dict(
+            inputs=files if files else folder, out_folder=out_folder, out_layer=out_layer,
             strategy=self.parameterAsEnumString(parameters, "STRATEGY", context),
             window=self.parameterAsInt(parameters, "WINDOW", context),
             stride=self.parameterAsInt(parameters, "STRIDE", context),
-            flare_catalog=catalog, allowed_classes=classes,
+            flare_catalog=self.parameterAsFile(parameters, "FLARE_CATALOG", context) or None,
+            allowed_classes=classes,
             respfile=self.parameterAsFile(parameters, "RESPFILE", context) or None,
             ancrfile=self.parameterAsFile(parameters, "ANCRFILE", context) or None,
             backfile=self.parameterAsFile(parameters, "BACKFILE", context) or None,
-            make_background=self.parameterAsBool(parameters, "BUILD_BACKGROUND", context),
-            progress=progress)
-        if not result.geometries:
-            raise QgsProcessingException(
-                f"No co-added spectrum: no window of contiguous frames passed the filters in {inputs} "
-                f"({result.n_frames_read} frames read, {result.n_frames_rejected} rejected)")
-        geo.write_vector(out_layer, result.geometries, result.attributes)
-        feedback.pushInfo(f"{len(result.geometries)} co-added spectra written to {out_folder}")
+            make_background=self.parameterAsBool(parameters, "BUILD_BACKGROUND", context)), feedback)
+        feedback.pushInfo(f"{res['n_spectra']} co-added spectra written to {out_folder} "
+                          f"({res['n_read']} frames read, {res['n_rejected']} rejected)")
         style_on_load(context, out_layer, GraduatedStyle("counts", ramp="Viridis"))
-        return {"OUTPUT": out_layer, "OUTPUT_FOLDER": out_folder, "N_SPECTRA": len(result.geometries),
-                "BACKGROUND": result.background_path}
+        return {"OUTPUT": out_layer, "OUTPUT_FOLDER": out_folder, "N_SPECTRA": res["n_spectra"],
+                "BACKGROUND": res["background"]}

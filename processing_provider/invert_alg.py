@@ -11,7 +11,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from .base import ClassXrfAlgorithm, GraduatedStyle, require, style_on_load
+from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
 
 ELEMENTS = ["O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"]
 OXYGEN = ["stoichiometric", "fixed45"]
@@ -87,12 +87,9 @@ model, residuals).</p>"""
 
     def execute(self, parameters, context, feedback, progress):
         require("numpy", "scipy", "astropy", "xraylib", "pyogrio", "shapely")
-        from ..class_qgis_plugin import geo, invert
-
         layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
         if layer is None:
             raise QgsProcessingException("The observation layer could not be loaded")
-        src = layer.source().split("|")[0]
         e_lo = self.parameterAsDouble(parameters, "E_MIN", context)
         e_hi = self.parameterAsDouble(parameters, "E_MAX", context)
         if e_hi <= e_lo:
@@ -103,25 +100,19 @@ model, residuals).</p>"""
             if not plot_dir:
                 from qgis.core import QgsProcessingUtils
                 plot_dir = QgsProcessingUtils.generateTempFilename("fit_plots")
-            import os
-            os.makedirs(plot_dir, exist_ok=True)
         oxygen = self.parameterAsEnumString(parameters, "OXYGEN", context)
-        geoms, attrs, _ = geo.read_vector(src)
-        cols = invert.invert_layer(
-            src, rmf=self.parameterAsFile(parameters, "RMF", context),
+        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
+        res = run_core("invert", dict(
+            layer=layer.source().split("|")[0], out_layer=out,
+            rmf=self.parameterAsFile(parameters, "RMF", context),
             arf=self.parameterAsFile(parameters, "ARF", context),
             background=self.parameterAsFile(parameters, "BACKGROUND", context),
             solar=self.parameterAsFile(parameters, "SOLAR", context) or None,
             gain_slope=self.parameterAsDouble(parameters, "GAIN_SLOPE", context),
             gain_offset=self.parameterAsDouble(parameters, "GAIN_OFFSET", context),
-            e_range=(e_lo, e_hi), oxygen=45.0 if oxygen == "fixed45" else "stoichiometric",
-            fit_norm=self.parameterAsBool(parameters, "FIT_NORM", context),
-            plot_dir=plot_dir, progress=progress)
-        attrs.update(cols)
-        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
-        geo.write_vector(out, geoms, attrs)
-        n_conv = int(sum(1 for c in cols["converged"] if c))
-        feedback.pushInfo(f"{n_conv}/{len(geoms)} spectra converged")
+            e_range=[e_lo, e_hi], oxygen=45.0 if oxygen == "fixed45" else "stoichiometric",
+            fit_norm=self.parameterAsBool(parameters, "FIT_NORM", context), plot_dir=plot_dir), feedback)
+        feedback.pushInfo(f"{res['n_converged']}/{res['n']} spectra converged")
         element = self.parameterAsEnumString(parameters, "STYLE_ELEMENT", context)
         style_on_load(context, out, GraduatedStyle(element, ramp="Spectral", invert=True))
         result = {"OUTPUT": out}

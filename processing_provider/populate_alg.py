@@ -4,6 +4,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
@@ -11,7 +12,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from .base import ClassXrfAlgorithm, GraduatedStyle, require, style_on_load
+from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
 
 
 class PopulateAlgorithm(ClassXrfAlgorithm):
@@ -31,7 +32,10 @@ pixels weighted by cos(latitude)), an equirectangular image covering -180..180, 
 <li>The paper's problem, minimise ||A B - D||_F^2 subject to the mean of the sub-footprints equalling the footprint
 (mass balance) and C &gt;= 0, with D the mean mare or highland soil (Lunar Sourcebook Table 7.15; Prettyman et al.
 2006), is solved <i>exactly</i>: per element it is the Euclidean projection of the priors onto
-{c &gt;= 0, sum c = n a}, c = max(d - tau, 0) (Held, Wolfe and Crowder 1974), batched over all footprints.</li>
+{c &gt;= 0, sum c = n a}, c = max(d - tau, 0) (Held, Wolfe and Crowder 1974), batched over all footprints.
+The <b>prior</b> D of a sub-footprint is by default the mean composition given its mare fraction (f MARE + (1 - f)
+HIGHLAND, which treats sub-footprints straddling a contact as mixtures); <i>binary</i> is the paper's choice, the
+mare mean where f &gt;= 0.5, else the highland mean.</li>
 <li>Sub-footprint values land on the 2 km pixel holding their centre in the region rasters of the 8 x 8 partition
 (342 x 682 pixels per region); several observations of a pixel are combined by inverse-variance weighting.</li>
 </ul>
@@ -49,6 +53,9 @@ the number of sub-footprints and the regions touched.</p>"""
         self.addParameter(QgsProcessingParameterNumber(
             "SUB_SIZE_KM", "Sub-footprint length (km, 0 = footprint width)",
             type=QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterEnum(
+            "PRIOR", "Sub-footprint prior", options=["fraction", "binary"], defaultValue="fraction",
+            usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterFolderDestination("GIB_FOLDER", "GIB folder"))
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT", "Populated sub-footprints", type=QgsProcessing.TypeVectorPoint))
@@ -57,17 +64,16 @@ the number of sub-footprints and the regions touched.</p>"""
 
     def execute(self, parameters, context, feedback, progress):
         require("numpy", "rasterio", "shapely", "pyogrio")
-        from ..class_qgis_plugin import gib
-
         layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
         if layer is None:
             raise QgsProcessingException("The abundance layer could not be loaded")
-        src = layer.source().split("|")[0]
-        sub = self.parameterAsDouble(parameters, "SUB_SIZE_KM", context)
         folder = self.parameterAsString(parameters, "GIB_FOLDER", context)
         out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
-        summary = gib.populate_layer(src, self.parameterAsFile(parameters, "ALBEDO", context), folder,
-                                     points_output=out, progress=progress, sub_size_km=sub or None)
+        summary = run_core("populate", dict(
+            layer=layer.source().split("|")[0], albedo=self.parameterAsFile(parameters, "ALBEDO", context),
+            gib_folder=folder, points_output=out,
+            sub_size_km=self.parameterAsDouble(parameters, "SUB_SIZE_KM", context) or None,
+            prior=self.parameterAsEnumString(parameters, "PRIOR", context)), feedback)
         for obs, reason in summary["skipped"]:
             feedback.reportError(f"footprint {obs} skipped: {reason}", fatalError=False)
         feedback.pushInfo(f"{summary['sub_footprints']} sub-footprints from {summary['populated']} footprints; "

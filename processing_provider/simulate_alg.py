@@ -11,7 +11,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from .base import ClassXrfAlgorithm, RasterStyle, require
+from .base import ClassXrfAlgorithm, RasterStyle, require, run_core, style_on_load
 
 FLARE_CLASSES = ["A", "B", "C", "M", "X"]
 
@@ -74,25 +74,20 @@ need (frames folder, RMF, ARF, background, solar table).</p>"""
 
     def execute(self, parameters, context, feedback, progress):
         require("numpy", "scipy", "astropy", "xraylib", "rasterio", "shapely")
-        from ..class_qgis_plugin.simulate import SimulationConfig, simulate
-
-        rmf = self.parameterAsFile(parameters, "RMF", context) or None
-        arf = self.parameterAsFile(parameters, "ARF", context) or None
         klass = self.parameterAsEnumString(parameters, "FLARE_CLASS", context)
-        cfg = SimulationConfig(
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            region=(self.parameterAsInt(parameters, "REGION_I", context),
-                    self.parameterAsInt(parameters, "REGION_J", context)),
-            n_tracks=self.parameterAsInt(parameters, "TRACKS", context),
-            flare_classes=(klass,), rmf=rmf if (rmf and arf) else None, arf=arf if (rmf and arf) else None)
         folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-        res = simulate(folder, cfg, progress=progress)
-        albedo, truth = str(res.albedo), str(res.truth)
-        for path, name, band in ((albedo, "Simulated albedo", 1), (truth, "Simulated truth (wt%)", 3)):
+        res = run_core("simulate", dict(
+            folder=folder, seed=self.parameterAsInt(parameters, "SEED", context),
+            region=[self.parameterAsInt(parameters, "REGION_I", context),
+                    self.parameterAsInt(parameters, "REGION_J", context)],
+            tracks=self.parameterAsInt(parameters, "TRACKS", context), flare_class=klass,
+            rmf=self.parameterAsFile(parameters, "RMF", context) or None,
+            arf=self.parameterAsFile(parameters, "ARF", context) or None), feedback)
+        albedo, truth = res["albedo"], res["truth"]
+        for path, name in ((albedo, "Simulated albedo"), (truth, "Simulated truth (wt%)")):
             context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(name, context.project(), name))
-        from .base import style_on_load
         style_on_load(context, albedo, RasterStyle(1, ramp="Greys"))
         style_on_load(context, truth, RasterStyle(3, ramp="Viridis"))
-        return {"OUTPUT_FOLDER": folder, "ALBEDO": albedo, "TRUTH": truth, "FRAMES": str(res.frames_folder), "XSM": str(res.xsm_folder),
-                "RMF_OUT": str(res.rmf), "ARF_OUT": str(res.arf), "BACKGROUND": str(res.background),
-                "SOLAR": str(res.solar_tables[klass]), "N_FRAMES": res.n_frames}
+        return {"OUTPUT_FOLDER": folder, "ALBEDO": albedo, "TRUTH": truth, "FRAMES": res["frames"], "XSM": res["xsm"],
+                "RMF_OUT": res["rmf"], "ARF_OUT": res["arf"], "BACKGROUND": res["background"],
+                "SOLAR": res["solar"], "N_FRAMES": res["n_frames"]}

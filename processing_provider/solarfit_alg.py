@@ -9,7 +9,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from .base import ClassXrfAlgorithm, GraduatedStyle, require, style_on_load
+from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
 
 
 class SolarFitAlgorithm(ClassXrfAlgorithm):
@@ -61,31 +61,23 @@ degree of freedom) added, loaded graduated by the GOES flux.</p>"""
 
     def execute(self, parameters, context, feedback, progress):
         require("numpy", "scipy", "astropy", "pyogrio", "shapely")
-        from ..class_qgis_plugin import geo, solarfit
-
         layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
         if layer is None:
             raise QgsProcessingException("The observation layer could not be loaded")
-        src = layer.source().split("|")[0]
         xsm = (self.parameterAsFile(parameters, "XSM_FILE", context)
                or self.parameterAsFile(parameters, "XSM_FOLDER", context))
         if not xsm:
             raise QgsProcessingException("Give an XSM folder or an XSM file")
-        geoms, attrs, _ = geo.read_vector(src)
-        geo.require_columns(src, attrs, ["t_start", "t_end"])
         folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-        cols = solarfit.fit_observations(
-            attrs["t_start"], attrs["t_end"], xsm, folder,
+        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
+        res = run_core("solarfit", dict(
+            layer=layer.source().split("|")[0], out_layer=out, xsm=xsm, out_folder=folder,
             arf=self.parameterAsFile(parameters, "ARF", context) or None,
             rmf=self.parameterAsFile(parameters, "RMF", context) or None,
             two_temp=self.parameterAsBool(parameters, "TWO_TEMP", context),
-            plot=self.parameterAsBool(parameters, "PLOTS", context),
-            obs_ids=attrs.get("obs_id"), progress=progress)
-        missing = sum(1 for f in cols["solar_file"] if not f)
-        if missing:
-            feedback.reportError(f"{missing} observation(s) have no XSM data in their time window", fatalError=False)
-        attrs.update(cols)
-        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
-        geo.write_vector(out, geoms, attrs)
+            plot=self.parameterAsBool(parameters, "PLOTS", context)), feedback)
+        if res["n_missing"]:
+            feedback.reportError(f"{res['n_missing']} observation(s) have no XSM data in their time window",
+                                 fatalError=False)
         style_on_load(context, out, GraduatedStyle("goes_flux", ramp="Reds"))
         return {"OUTPUT": out, "OUTPUT_FOLDER": folder}

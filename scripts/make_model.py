@@ -94,7 +94,8 @@ def build_model():
         "FIT_NORM": Src.fromStaticValue(False)},
         {"Abundances": ("OUTPUT", "Abundance layer")})
     child("classxrf:populate", "populate", 420, 650, {
-        "INPUT": Src.fromChildOutput("invert", "OUTPUT"), "ALBEDO": Src.fromChildOutput("simulate", "ALBEDO")},
+        "INPUT": Src.fromChildOutput("invert", "OUTPUT"), "ALBEDO": Src.fromChildOutput("simulate", "ALBEDO"),
+        "PRIOR": Src.fromStaticValue("fraction")},
         {"GIB": ("GIB_FOLDER", "GIB folder"), "SubFootprints": ("OUTPUT", "Populated sub-footprints")})
     if "classxrf:superresolve" in ids:
         print("note: classxrf:superresolve exists; add it to the model once its parameters are settled")

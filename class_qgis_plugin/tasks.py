@@ -1,0 +1,115 @@
+"""The stages as tasks: files in, files out, a JSON-serialisable summary back.
+
+Each task reads its inputs, calls the science core and writes its outputs (atomically), so that
+the QGIS algorithms, the command line and batch runs on a cluster share one implementation. The
+QGIS glue runs them in a separate Python process through :mod:`worker` (see there why).
+Every task takes ``progress`` (see :mod:`progress`) and keyword arguments of plain types.
+"""
+import os
+
+import numpy as np
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    return x
+
+
+def simulate(folder, seed=42, region=(3, 4), tracks=24, flare_class="C", rmf=None, arf=None, progress=None):
+    """classxrf:simulate: write the synthetic data set into ``folder``."""
+    from .simulate import SimulationConfig
+    from .simulate import simulate as run
+
+    use_real = bool(rmf and arf)
+    cfg = SimulationConfig(seed=int(seed), region=tuple(int(v) for v in region), n_tracks=int(tracks),
+                           flare_classes=(flare_class,), rmf=rmf if use_real else None,
+                           arf=arf if use_real else None)
+    res = run(folder, cfg, progress=progress)
+    return _jsonable(dict(folder=res.folder, albedo=res.albedo, truth=res.truth, frames=res.frames_folder,
+                          xsm=res.xsm_folder, rmf=res.rmf, arf=res.arf, background=res.background,
+                          solar=res.solar_tables[flare_class], n_frames=res.n_frames))
+
+
+def coadd(inputs, out_folder, out_layer, strategy="sliding", window=12, stride=1, flare_catalog=None,
+          allowed_classes=("B", "C", "M"), respfile=None, ancrfile=None, backfile=None, make_background=False,
+          progress=None):
+    """classxrf:coadd: co-added PHA files in ``out_folder`` and the observation layer ``out_layer``."""
+    from . import coadd as core
+    from . import geo
+    from .errors import ClassXRFError
+
+    res = core.coadd_folder(inputs, out_folder, strategy=strategy, window=int(window), stride=int(stride),
+                            flare_catalog=flare_catalog or None, allowed_classes=tuple(allowed_classes),
+                            respfile=respfile or None, ancrfile=ancrfile or None, backfile=backfile or None,
+                            make_background=bool(make_background), progress=progress)
+    if not res.geometries:
+        where = inputs if isinstance(inputs, str) else f"{len(inputs)} files"
+        raise ClassXRFError(where, "no co-added spectrum: no window of contiguous frames passed the filters "
+                                   f"({res.n_frames_read} frames read, {res.n_frames_rejected} rejected)")
+    geo.write_vector(out_layer, res.geometries, res.attributes)
+    return _jsonable(dict(layer=out_layer, n_spectra=len(res.geometries), background=res.background_path,
+                          n_read=res.n_frames_read, n_rejected=res.n_frames_rejected))
+
+
+def solarfit(layer, out_layer, xsm, out_folder, arf=None, rmf=None, two_temp=False, plot=False, progress=None):
+    """classxrf:solarfit: I0 tables in ``out_folder`` and the layer with the solar columns added."""
+    from . import geo
+    from . import solarfit as core
+
+    geoms, attrs, _ = geo.read_vector(layer)
+    geo.require_columns(layer, attrs, ["t_start", "t_end"])
+    cols = core.fit_observations(attrs["t_start"], attrs["t_end"], xsm, out_folder, arf=arf or None,
+                                 rmf=rmf or None, two_temp=bool(two_temp), plot=bool(plot),
+                                 obs_ids=attrs.get("obs_id"), progress=progress)
+    attrs.update(cols)
+    geo.write_vector(out_layer, geoms, attrs)
+    return dict(layer=os.fspath(out_layer), n=len(geoms),
+                n_missing=int(sum(1 for f in cols["solar_file"] if not f)))
+
+
+def invert(layer, out_layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_offset=0.0,
+           e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, plot_dir=None, progress=None):
+    """classxrf:invert: the layer with the abundance columns added."""
+    from . import geo
+    from . import invert as core
+
+    geoms, attrs, _ = geo.read_vector(layer)
+    if plot_dir:
+        os.makedirs(plot_dir, exist_ok=True)
+    cols = core.invert_layer(layer, rmf=rmf, arf=arf, background=background, solar=solar or None,
+                             gain_slope=float(gain_slope), gain_offset=float(gain_offset),
+                             e_range=tuple(float(v) for v in e_range), oxygen=oxygen, fit_norm=bool(fit_norm),
+                             plot_dir=plot_dir or None, progress=progress)
+    attrs.update(cols)
+    geo.write_vector(out_layer, geoms, attrs)
+    return dict(layer=os.fspath(out_layer), n=len(geoms), n_converged=int(np.sum(np.asarray(cols["converged"]) == 1)))
+
+
+def populate(layer, albedo, gib_folder, points_output, sub_size_km=None, prior="fraction", progress=None):
+    """classxrf:populate: update the GIB in ``gib_folder`` and write this run's sub-footprints."""
+    from . import gib
+
+    summary = gib.populate_layer(layer, albedo, gib_folder, points_output=points_output, progress=progress,
+                                 sub_size_km=sub_size_km or None, prior=prior)
+    return _jsonable(summary)
+
+
+def basemap(source, output, west=-180.0, progress=None):
+    """classxrf:basemap: a lunar GeoTIFF basemap from an albedo raster or equirectangular image."""
+    from .basemap import make_basemap
+
+    res = make_basemap(source, output, west=float(west), progress=progress)
+    return _jsonable(dict(path=res.path, kind=res.kind, width=res.width, height=res.height, bands=res.bands,
+                          bounds=res.bounds, crs=res.crs, overviews=res.overviews, copied=res.copied))
+
+
+TASKS = {f.__name__: f for f in (simulate, coadd, solarfit, invert, populate, basemap)}
