@@ -1,0 +1,10 @@
+"""Super-resolution of a region's composition: the GATv2 + CNN hybrid of the paper's "abundance
+generalisation" step, and the baselines it is judged against.
+
+Modules: :mod:`.features` (surface-characteristics vectors W_k from the albedo, mRMR), :mod:`.graph`
+(overlapping subgraphs and top-k similarity edges), :mod:`.model` (the network), :mod:`.losses`
+(the five losses), :mod:`.train` (two-phase training, prediction, the region entry point) and
+:mod:`.baselines` (IDW, ordinary kriging, kriging with albedo as external drift).
+
+torch and torch_geometric are imported by the submodules that need them, never by this package.
+"""

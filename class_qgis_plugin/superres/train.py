@@ -1,0 +1,424 @@
+"""Training and prediction of the super-resolution network, and the region entry point.
+
+:func:`fit_predict_grid` trains one :class:`~.model.SuperResNet` on the observed pixels of a grid
+(any size: a whole region or a crop) and predicts every pixel:
+
+* the grid is cut into overlapping subgraphs (:func:`~.graph.subgraph_windows`); each gets its top-k
+  similarity edges (:func:`~.graph.topk_edges`) and its 4-neighbour grid edges;
+* phase 1 (the first ``phase1_sweeps`` sweeps): weighted masked MSE + deviation from 100 %;
+  phase 2 (the remaining sweeps): all five losses (:mod:`.losses`);
+* a sweep visits the subgraphs in sliding (row-major) order and takes ``steps_per_subgraph``
+  optimiser steps on each; the optimiser is Yogi (Zaheer et al. 2018, ``torch_optimizer.Yogi``),
+  the learning rate follows one cosine annealing from ``lr`` to ``lr_min`` over all steps, and
+  gradients are clipped to norm 1.0;
+* prediction runs every subgraph and averages the overlapping predictions of each pixel.
+
+Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count.
+
+:func:`superresolve_region` reads a GIB region raster (contract 6) and an albedo, builds the
+features and returns the (8, 342, 682) prediction, a support band (great-circle distance in km from
+each pixel to the nearest observed GIB pixel: 0 on the tracks, growing away from them) and the
+training curve. :func:`write_superres_geotiff` / :func:`write_training_curve` write them.
+"""
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import ClassXRFError
+from ..composition import ELEMENTS
+from ..progress import as_progress, subrange
+
+
+@dataclass
+class SuperResSettings:
+    """Training settings (defaults: a 342 x 682 region trains in minutes on 2 CPU cores)."""
+    k: int = 16                    # top-k similarity neighbours per node (paper: 100)
+    alpha: float = 0.01            # 1/km, distance term of w
+    beta: float = 1.0              # feature term of w; W is scaled so ||W_i - W_j||^2 averages ~2
+    n_features: int = 300          # K kept by mRMR (fewer when fewer exist)
+    extractor: str = "default"     # "default" or "resnet50"
+    resnet_weights: str = None     # state_dict file for "resnet50"
+    window: int = 6                # feature window in pixels (12.5 km / 2 km)
+    subgraph_size: int = 100
+    stride: int = 50
+    hidden: int = 32
+    heads: int = 1
+    cnn_channels: tuple = (16, 32, 32)
+    fusion: int = 64
+    pos_freqs: tuple = (1, 2, 4)   # Fourier encoding of latitude/longitude (empty: raw only)
+    sweeps: int = 3
+    phase1_sweeps: int = 1
+    steps_per_subgraph: int = 8
+    lr: float = 0.03
+    lr_min: float = 1e-4
+    clip: float = 1.0
+    w_mse: float = 1.0
+    w_log: float = 0.5
+    w_feat: float = 0.05
+    w_spat: float = 0.05
+    w_dev: float = 1.0
+    seed: int = 0
+    train_empty: bool = False      # also visit subgraphs without observed pixels (phase 2 only)
+    cache_dir: str = None          # feature cache; default: ".superres_cache" beside the GIB
+    graph_cache_mb: float = 1500.0  # keep the subgraphs' edges in memory below this size
+    threads: int = None            # torch CPU threads (None: leave torch's setting)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d):
+        if d is None:
+            return cls()
+        if isinstance(d, cls):
+            return d
+        known = {f for f in cls.__dataclass_fields__}
+        bad = [k for k in d if k not in known]
+        if bad:
+            raise ClassXRFError(None, f"unknown super-resolution setting {bad[0]!r}", key=bad[0])
+        return cls(**d)
+
+    def validate(self):
+        from .graph import check_alpha_beta
+        check_alpha_beta(self.alpha, self.beta)
+        for name in ("k", "n_features", "window", "subgraph_size", "stride", "sweeps", "steps_per_subgraph",
+                     "hidden", "fusion"):
+            if int(getattr(self, name)) < 1:
+                raise ClassXRFError(None, f"{name} must be at least 1, got {getattr(self, name)}", key=name)
+        if not 0 <= self.phase1_sweeps <= self.sweeps:
+            raise ClassXRFError(None, "phase1_sweeps must lie between 0 and sweeps", key="phase1_sweeps")
+
+
+def _resolve_device(device):
+    import torch
+    dev = str(device or "cpu")
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise ClassXRFError(None, f"device {dev!r} asked for but CUDA is not available here", key="device")
+    return torch.device(dev)
+
+
+class _Subgraph:
+    """The tensors of one window: node rows, edges (similarity and grid) and their weights."""
+
+    def __init__(self, win, nodes, edge_index, w, feat_sim, grid_ei, grid_sim):
+        self.win, self.nodes = win, nodes
+        self.edge_index, self.w, self.feat_sim = edge_index, w, feat_sim
+        self.grid_ei, self.grid_sim = grid_ei, grid_sim
+
+
+def _build_subgraph(win, lat2, lon2, wg, cols, s, device):
+    import torch
+    from .graph import grid_edges, haversine_torch, topk_edges
+
+    r0, r1, c0, c1 = win
+    rr, cc = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
+    nodes = (rr * cols + cc).ravel()
+    la, lo, wf = lat2.ravel()[nodes], lon2.ravel()[nodes], wg[nodes]
+    ei, w = topk_edges(wf, la, lo, s.k, s.alpha, s.beta, device=device)
+    wt = torch.from_numpy(wf)
+    dw2 = ((wt[ei[0]] - wt[ei[1]]) ** 2).sum(dim=1)
+    feat_sim = torch.exp(-s.beta * dw2).float()
+    g = torch.from_numpy(grid_edges(r1 - r0, c1 - c0))
+    lat_t, lon_t = torch.from_numpy(la), torch.from_numpy(lo)
+    d = haversine_torch(lat_t[g[0]], lon_t[g[0]], lat_t[g[1]], lon_t[g[1]])
+    grid_sim = torch.exp(-s.alpha * d).float()
+    return _Subgraph(win, nodes, ei.to(torch.int32), w, feat_sim, g.to(torch.int32), grid_sim)
+
+
+def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, settings=None, device="cpu",
+                     progress=None):
+    """Train on the observed pixels of a grid and predict all of them.
+
+    ``w_feat`` (rows, cols, K) standardised features; ``lat``/``lon`` (rows, cols) or the axes
+    (rows,) and (cols,) in degrees; ``mare`` (rows, cols) 1 mare / 0 highland; ``target``
+    (rows, cols, 8) wt% (NaN where unknown); ``mask`` (rows, cols) True where observed (training
+    pixels); ``pixel_weight`` (rows, cols) confidence of each observed pixel (default 1).
+    Returns ``(prediction (8, rows, cols) float32, curve)``: ``curve`` is a list of dicts, one per
+    subgraph visit: sweep, phase, subgraph, step, lr, loss and each loss term (means over the visit).
+    """
+    import torch
+    import torch_optimizer
+    from . import losses as L
+    from .model import SuperResNet
+
+    s = SuperResSettings.from_dict(settings)
+    s.validate()
+    p = as_progress(progress)
+    dev = _resolve_device(device)
+    if s.threads:
+        torch.set_num_threads(int(s.threads))
+    w_feat = np.asarray(w_feat, dtype=np.float32)
+    rows, cols, nfeat = w_feat.shape
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.ndim == 1:
+        lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    else:
+        lat2, lon2 = lat, lon
+    target = np.asarray(target, dtype=np.float32)
+    mask = np.asarray(mask, dtype=bool) & np.all(np.isfinite(target), axis=-1)
+    n_el = target.shape[-1]
+    if not mask.any():
+        raise ClassXRFError(None, "no observed pixel with a complete composition to train on", key="mask")
+    pw = np.ones((rows, cols), np.float32) if pixel_weight is None else np.asarray(pixel_weight, np.float32)
+    pw = np.where(np.isfinite(pw) & (pw > 0), pw, 0.0).astype(np.float32)
+
+    # node inputs: W, mare flag, latitude and longitude scaled to ~[-1, 1] over the grid
+    def _unit(v):
+        lo_, hi_ = float(v.min()), float(v.max())
+        return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
+    x_all = np.concatenate([w_feat.reshape(-1, nfeat), np.asarray(mare, np.float32).reshape(-1, 1),
+                            _unit(lat2).reshape(-1, 1).astype(np.float32),
+                            _unit(lon2).reshape(-1, 1).astype(np.float32)], axis=1)
+    wg = np.ascontiguousarray(w_feat.reshape(-1, nfeat) / math.sqrt(nfeat))   # graph distance features
+    scale = np.nanmean(np.where(mask[..., None], target, np.nan).reshape(-1, n_el), axis=0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
+
+    from .graph import subgraph_windows
+    wins = subgraph_windows(rows, cols, s.subgraph_size, s.stride)
+    flat_mask = mask.ravel()
+    n_obs = [int(flat_mask[(np.arange(r0, r1)[:, None] * cols + np.arange(c0, c1)[None, :]).ravel()].sum())
+             for (r0, r1, c0, c1) in wins]
+    train_ids = [i for i, n in enumerate(n_obs) if n > 0 or s.train_empty]
+    n_nodes_max = max((r1 - r0) * (c1 - c0) for (r0, r1, c0, c1) in wins)
+    est_mb = len(wins) * n_nodes_max * (s.k * 16 + 4 * 16) / 1e6
+    keep_graphs = est_mb <= s.graph_cache_mb
+    graphs = {}
+
+    def get_graph(i):
+        if i in graphs:
+            return graphs[i]
+        g = _build_subgraph(wins[i], lat2, lon2, wg, cols, s, dev)
+        if keep_graphs:
+            graphs[i] = g
+        return g
+
+    torch.manual_seed(int(s.seed))
+    np.random.seed(int(s.seed) % (2 ** 32))
+    x_t = torch.from_numpy(x_all)
+    y_t = torch.from_numpy(np.nan_to_num(target.reshape(-1, n_el)))
+    m_t = torch.from_numpy(flat_mask)
+    pw_t = torch.from_numpy(pw.ravel())
+    scale_t = torch.from_numpy(scale).to(dev)
+    el_w = (1.0 / scale_t ** 2).reshape(1, -1)
+    model = SuperResNet(x_all.shape[1], scale, hidden=s.hidden, heads=s.heads, cnn_channels=tuple(s.cnn_channels),
+                        fusion=s.fusion, n_out=n_el, pos_freqs=tuple(s.pos_freqs)).to(dev)
+    opt = torch_optimizer.Yogi(model.parameters(), lr=s.lr)
+    total_steps = max(1, s.sweeps * len(train_ids) * s.steps_per_subgraph)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=s.lr_min)
+    curve = []
+    n_visits = s.sweeps * len(train_ids)
+    p_train = subrange(p, 0.0, 0.85)
+    visit = 0
+    t0 = time.monotonic()
+    for sweep in range(s.sweeps):
+        phase = 1 if sweep < s.phase1_sweeps else 2
+        for gi in train_ids:
+            p.check()
+            if phase == 1 and n_obs[gi] == 0:
+                visit += 1
+                continue
+            g = get_graph(gi)
+            h, w = g.win[1] - g.win[0], g.win[3] - g.win[2]
+            nodes = torch.from_numpy(g.nodes)
+            x = x_t[nodes].to(dev)
+            y = y_t[nodes].to(dev)
+            m = m_t[nodes].to(dev)
+            wgt = pw_t[nodes].to(dev).reshape(-1, 1) * el_w
+            ei = g.edge_index.long().to(dev)
+            ew = g.w.to(dev)
+            model.train()
+            acc = {}
+            for step in range(s.steps_per_subgraph):
+                opt.zero_grad(set_to_none=True)
+                pred = model(x, ei, ew, (h, w))
+                terms = {"mse": L.weighted_masked_mse(pred, y, m, wgt),
+                         "dev": L.deviation_from_100_loss(pred)}
+                loss = s.w_mse * terms["mse"] + s.w_dev * terms["dev"]
+                if phase == 2:
+                    terms["log"] = L.weighted_masked_log_loss(pred, y, m, pw_t[nodes].to(dev).reshape(-1, 1))
+                    terms["feat"] = L.feature_similarity_loss(pred, ei, g.feat_sim.to(dev), scale_t)
+                    terms["spat"] = L.spatial_similarity_loss(pred, g.grid_ei.long().to(dev),
+                                                              g.grid_sim.to(dev), scale_t)
+                    loss = (loss + s.w_log * terms["log"] + s.w_feat * terms["feat"]
+                            + s.w_spat * terms["spat"])
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip)
+                opt.step()
+                sched.step()
+                acc["loss"] = acc.get("loss", 0.0) + float(loss.detach()) / s.steps_per_subgraph
+                for k_, v in terms.items():
+                    acc[k_] = acc.get(k_, 0.0) + float(v.detach()) / s.steps_per_subgraph
+            curve.append(dict(sweep=sweep + 1, phase=phase, subgraph=gi, step=(visit + 1) * s.steps_per_subgraph,
+                              lr=float(sched.get_last_lr()[0]), n_obs=n_obs[gi], **acc))
+            visit += 1
+            p_train.set(visit / max(1, n_visits),
+                        f"sweep {sweep + 1}/{s.sweeps}, subgraph {train_ids.index(gi) + 1}/{len(train_ids)}, "
+                        f"loss {acc['loss']:.4g}")
+    # prediction: average of the overlapping subgraphs
+    model.eval()
+    acc_sum = np.zeros((rows * cols, n_el), np.float64)
+    acc_n = np.zeros(rows * cols, np.float64)
+    p_pred = subrange(p, 0.85, 1.0)
+    with torch.no_grad():
+        for i, win in enumerate(wins):
+            p.check()
+            g = get_graph(i)
+            h, w = win[1] - win[0], win[3] - win[2]
+            nodes = torch.from_numpy(g.nodes)
+            pred = model(x_t[nodes].to(dev), g.edge_index.long().to(dev), g.w.to(dev), (h, w))
+            acc_sum[g.nodes] += pred.cpu().numpy()
+            acc_n[g.nodes] += 1
+            p_pred.set((i + 1) / len(wins), f"predicting subgraph {i + 1}/{len(wins)}")
+    out = (acc_sum / acc_n[:, None]).astype(np.float32).reshape(rows, cols, n_el).transpose(2, 0, 1)
+    if curve:
+        curve[-1]["train_seconds"] = time.monotonic() - t0
+    return np.ascontiguousarray(out), curve
+
+
+# --------------------------------------------------------------------------------------------------
+# region level
+
+
+def _albedo_on_region(albedo, lat, lon):
+    """The albedo (rows, cols) on the region grid from an array already on it or a raster path."""
+    rows, cols = lat.size, lon.size
+    if isinstance(albedo, (str, os.PathLike)):
+        from ..albedo import read_albedo
+        amap = read_albedo(albedo)
+        la, lo = np.meshgrid(lat, lon, indexing="ij")
+        a = amap.sample_albedo(la, lo)
+        if not np.isfinite(a).any():
+            raise ClassXRFError(albedo, "the albedo raster does not cover the region")
+        return a.astype(np.float32), amap.threshold
+    a = np.asarray(albedo, dtype=np.float32)
+    if a.shape != (rows, cols):
+        raise ClassXRFError(None, f"the albedo array must be on the region grid {(rows, cols)}, got {a.shape}",
+                            key="albedo")
+    return a, None
+
+
+def support_distance_km(mask, lat, lon):
+    """Great-circle distance (km) from every pixel of the grid to the nearest True pixel of ``mask``."""
+    from scipy.spatial import cKDTree
+    from ..geo import MOON_RADIUS_KM
+
+    la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing="ij")
+    xyz = np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1).reshape(-1, 3)
+    m = np.asarray(mask, bool).ravel()
+    if not m.any():
+        return np.full(la.shape, np.inf, np.float32)
+    chord, _ = cKDTree(xyz[m]).query(xyz)
+    return (2 * MOON_RADIUS_KM * np.arcsin(np.clip(chord / 2, 0, 1))).reshape(la.shape).astype(np.float32)
+
+
+def read_gib(gib_tif):
+    """(target (rows, cols, 8) wt%, errors (rows, cols, 8), n_obs (rows, cols), meta) of a GIB raster."""
+    from ..geo import REGION_COLS, REGION_ROWS, read_geotiff
+
+    data, meta = read_geotiff(gib_tif)
+    if data.shape[0] < 17:
+        raise ClassXRFError(gib_tif, f"a GIB raster has 17 bands (8 wt%, 8 errors, n_obs), this one has "
+                                     f"{data.shape[0]}", key="bands")
+    if data.shape[1:] != (REGION_ROWS, REGION_COLS):
+        raise ClassXRFError(gib_tif, f"a GIB raster is {REGION_ROWS} x {REGION_COLS} pixels, this one is "
+                                     f"{data.shape[1]} x {data.shape[2]}", key="size")
+    return (np.moveaxis(data[0:8], 0, -1), np.moveaxis(data[8:16], 0, -1), data[16], meta)
+
+
+def gib_pixel_weight(target, err, mask):
+    """Confidence of each observed pixel: 1 / (mean relative variance + 0.05^2), mean 1 over the mask.
+
+    Pixels without errors get the median confidence."""
+    import warnings
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # pixels without any error: all-NaN rows
+        rel = np.nanmean((err / np.where(target > 0, target, np.nan)) ** 2, axis=-1)
+    w = 1.0 / (rel + 0.05 ** 2)
+    ok = mask & np.isfinite(w)
+    fill = float(np.median(w[ok])) if ok.any() else 1.0
+    w = np.where(np.isfinite(w), w, fill)
+    w = np.where(mask, w, 0.0)
+    mean = w[mask].mean() if mask.any() else 1.0
+    return (w / mean).astype(np.float32)
+
+
+def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", progress=None, exclude=None):
+    """Super-resolve region (i, j) from its GIB raster and the albedo.
+
+    ``gib_tif``: the region's GIB GeoTIFF (contract 6: bands 1-8 wt%, 9-16 errors, 17 n_obs).
+    ``albedo``: an array on the region grid (342, 682) or an albedo raster path (GeoTIFF or
+    equirectangular image, read by :func:`class_qgis_plugin.albedo.read_albedo`). ``settings``: a
+    :class:`SuperResSettings` or a dict of its fields. Returns ``(prediction (8, 342, 682) float32
+    wt%, support (342, 682) float32 km to the nearest observed pixel, curve list of dicts)``.
+    ``exclude`` (342, 682) bool: observed pixels kept out of training (validation hold-out).
+    """
+    from ..albedo import otsu_albedo_threshold
+    from ..geo import region_grid
+    from .features import region_features
+
+    s = SuperResSettings.from_dict(settings)
+    s.validate()
+    p = as_progress(progress)
+    i, j = region
+    lat, lon = region_grid(i, j)
+    target, err, nobs, _ = read_gib(gib_tif)
+    mask = np.isfinite(nobs) & (nobs > 0) & np.all(np.isfinite(target), axis=-1)
+    if not mask.any():
+        raise ClassXRFError(gib_tif, "the GIB has no observed pixel in this region", key="n_obs")
+    if exclude is not None:
+        mask = mask & ~np.asarray(exclude, bool)
+    a, thr = _albedo_on_region(albedo, lat, lon)
+    if thr is None:
+        thr = otsu_albedo_threshold(a[np.isfinite(a)]) if np.isfinite(a).any() else np.nan
+    if not np.isfinite(a).any():
+        raise ClassXRFError(None if not isinstance(albedo, (str, os.PathLike)) else albedo,
+                            "the albedo has no valid pixel over the region", key="albedo")
+    mare = np.where(np.isfinite(a) & (a < thr), 1.0, 0.0).astype(np.float32)
+    cache_dir = s.cache_dir or os.path.join(os.path.dirname(os.path.abspath(str(gib_tif))), ".superres_cache")
+    p.set(0.0, "surface features")
+    w_feat, _names = region_features(a, extractor=s.extractor, k=s.n_features, target=target, target_mask=mask,
+                                     window=s.window, resnet_weights=s.resnet_weights, cache_dir=cache_dir,
+                                     device=device, seed=s.seed, progress=subrange(p, 0.0, 0.1))
+    pw = gib_pixel_weight(target, err, mask)
+    pred, curve = fit_predict_grid(w_feat, lat, lon, mare, target, mask, pw, s, device=device,
+                                   progress=subrange(p, 0.1, 0.98))
+    support = support_distance_km(mask, lat, lon)
+    p.set(1.0, "done")
+    return pred, support, curve
+
+
+def write_superres_geotiff(path, prediction, support, region):
+    """Write the prediction (8 bands, ELEMENTS) + support band ("support_km") of region (i, j),
+    on its grid in IAU_2015:30100, atomically."""
+    from ..geo import PIXEL_DLAT, PIXEL_DLON, region_bounds, write_geotiff
+
+    west, _, _, north = region_bounds(*region)
+    data = np.concatenate([np.asarray(prediction, np.float32), np.asarray(support, np.float32)[None]], axis=0)
+    return write_geotiff(path, data, west, north, PIXEL_DLON, PIXEL_DLAT,
+                         band_names=list(ELEMENTS) + ["support_km"])
+
+
+def write_training_curve(path, curve):
+    """Write the training curve (list of dicts) as CSV, atomically."""
+    from ..geo import atomic_output
+
+    keys = []
+    for row in curve:
+        for k in row:
+            if k not in keys:
+                keys.append(k)
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=keys)
+            wr.writeheader()
+            for row in curve:
+                wr.writerow(row)
+    return path
+
+
+def settings_dict(settings):
+    """Plain dict of settings (for logs/metadata)."""
+    return asdict(SuperResSettings.from_dict(settings))
