@@ -112,4 +112,28 @@ def basemap(source, output, west=-180.0, progress=None):
                           bounds=res.bounds, crs=res.crs, overviews=res.overviews, copied=res.copied))
 
 
-TASKS = {f.__name__: f for f in (simulate, coadd, solarfit, invert, populate, basemap)}
+def superresolve(gib, albedo, region, output, curve_output=None, settings=None, device="cpu", progress=None):
+    """classxrf:superresolve: the GATv2 + CNN hybrid map of region (i, j) from the GIB and the albedo.
+
+    ``gib``: the GIB folder (its ``gib_r{i}_c{j}.tif`` is used) or a region raster. Writes the
+    GeoTIFF (8 element bands + ``support_km``) and, when asked, the training curve CSV."""
+    from . import gib as gib_mod
+    from .errors import ClassXRFError
+    from .superres.train import superresolve_region, write_superres_geotiff, write_training_curve
+
+    i, j = (int(v) for v in region)
+    tif = gib_mod.region_path(gib, i, j) if os.path.isdir(gib) else gib
+    if not os.path.exists(tif):
+        raise ClassXRFError(tif, f"no GIB raster for region ({i}, {j}): populate footprints of that region first")
+    pred, support, curve = superresolve_region(tif, albedo, (i, j), settings=settings, device=device,
+                                               progress=progress)
+    write_superres_geotiff(output, pred, support, (i, j))
+    if curve_output:
+        write_training_curve(curve_output, curve)
+    observed = np.isfinite(support) & (support == 0)
+    return dict(output=os.fspath(output), curve=None if not curve_output else os.fspath(curve_output),
+                region=[i, j], n_observed=int(observed.sum()), n_steps=len(curve),
+                final_loss=float(curve[-1]["loss"]) if curve and "loss" in curve[-1] else None)
+
+
+TASKS = {f.__name__: f for f in (simulate, coadd, solarfit, invert, populate, basemap, superresolve)}

@@ -14,8 +14,10 @@ def algorithm_classes():
     from .populate_alg import PopulateAlgorithm
     from .simulate_alg import SimulateAlgorithm
     from .solarfit_alg import SolarFitAlgorithm
+    from .superres_alg import SuperResolveAlgorithm
 
     return [SimulateAlgorithm, CoaddAlgorithm, SolarFitAlgorithm, InvertAlgorithm, PopulateAlgorithm,
+            SuperResolveAlgorithm,
             BasemapAlgorithm, ExportMapAlgorithm, DependenciesAlgorithm]
 
 
