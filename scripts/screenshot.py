@@ -135,7 +135,7 @@ def main(argv=None):
                PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
     (work / "home").mkdir()
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--profiles-path", str(work),  # QGIS adds /profiles
-           "--nologo", "--noversioncheck", "--skipbadlayers", "--code", str(code)]
+           "--nologo", "--noversioncheck", "--code", str(code)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     report_path = Path(cfg["report"])
     if not report_path.exists():
