@@ -322,9 +322,11 @@ def write_vector(path, geometries, attributes, crs=LUNAR_VECTOR_CRS, layer=None)
         geoms = [g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms]
     wkb = np.array([shapely.to_wkb(g) for g in geoms], dtype=object)
     layer = layer or Path(path).stem
+    # GeoPackage 1.2: GDAL 3.6 (QGIS 3.22 on Debian 12) warns that 1.4 "may only be partially supported"
+    options = {"VERSION": "1.2"} if driver == "GPKG" else None
     with atomic_output(path) as tmp:
         write(str(tmp), wkb, columns, names, driver=driver, geometry_type=gtype, crs=crs,
-              layer=layer, promote_to_multi=False)
+              layer=layer, promote_to_multi=False, dataset_options=options)
     return Path(path)
 
 

@@ -56,14 +56,16 @@ def require(*modules):
 
 
 def python_executable():
-    """The Python interpreter that runs QGIS's Python (QGIS's own executable is not one)."""
-    exe = sys.executable or ""
-    if os.path.basename(exe).startswith("python") and os.path.exists(exe):
-        return exe
+    """The interpreter of the Python QGIS runs (QGIS's own executable is not one, and inside QGIS
+    ``sys.executable`` may be whatever ``python3`` comes first on PATH)."""
     ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for cand in (os.path.join(sys.exec_prefix, "bin", ver), os.path.join(sys.base_exec_prefix, "bin", ver),
-                 shutil.which(ver), shutil.which("python3")):
-        if cand and os.path.exists(cand):
+    candidates = [os.path.join(sys.exec_prefix, "bin", ver), os.path.join(sys.exec_prefix, "python.exe"),
+                  os.path.join(sys.base_exec_prefix, "bin", ver), os.path.join(sys.base_exec_prefix, "python.exe")]
+    if os.path.basename(sys.executable or "").startswith("python"):
+        candidates.append(sys.executable)
+    candidates += [shutil.which(ver), shutil.which("python3")]
+    for cand in candidates:
+        if cand and os.path.isfile(cand):
             return cand
     raise QgsProcessingException(f"No Python interpreter ({ver}) found to run the computation")
 
