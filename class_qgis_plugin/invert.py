@@ -294,7 +294,6 @@ def _fit(batch, d, B, p0, s0, f0, fixed, w0, M, fit_norm, max_iter, tol, prior_m
         acc = idx[better]
         if acc.size:
             dC = C[acc] - Cn[better]
-            dP = np.abs(Pn[better] - P[acc]).max(axis=1)
             P[acc] = Pn[better]
             C[acc] = Cn[better]
             m[acc] = mn[better]
@@ -572,7 +571,6 @@ def plot_fit(path, result, i, title=None):
         import matplotlib.pyplot as plt
     except Exception:
         return None
-    import tempfile
     lo, hi = result.channel_energy
     sel = result.fit_channels
     e = 0.5 * (lo + hi)[sel]
@@ -592,18 +590,13 @@ def plot_fit(path, result, i, title=None):
     rx.set_ylabel("(d - m) / sigma")
     rx.set_xlabel("energy (keV)")
     fig.tight_layout()
+    from .geo import atomic_output
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_fit_", suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -24,7 +24,6 @@ Every write goes to a temporary file in the destination folder and is moved into
 """
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -318,22 +317,11 @@ def _column(data, name, path, required=True):
 
 def atomic_fits_write(path, hdul):
     """Write an astropy ``HDUList`` to a temporary file beside ``path``, then ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".fits", dir=folder)
-    os.close(fd)
-    try:
+    from .geo import atomic_output
+    with atomic_output(os.fspath(path)) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             hdul.writeto(tmp, overwrite=True, checksum=False, output_verify="silentfix")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,7 +491,7 @@ def read_pha_typeii(path):
             hdul.close()
             return [read_pha(path)]
         out = []
-        n_rows, n = values.shape[0], values.shape[1]
+        n_rows = values.shape[0]
         chan_col = _column(data, "CHANNEL", path, required=False)
         for r in range(n_rows):
             row_header = dict(header)
@@ -656,20 +644,10 @@ def write_simple_bintable(path, extname, columns, keys):
     data = table.tobytes()
     data += b"\0" * ((-len(data)) % _BLOCK_BYTES)
     blob = _header_block(primary) + _header_block(ext) + data
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".fits", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    from .geo import atomic_output
+    with atomic_output(os.fspath(path)) as tmp:
+        with open(tmp, "wb") as fh:
             fh.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _plain_keys(values, comments, skip):

@@ -31,7 +31,6 @@ Everything is seeded: the same seed gives the same files.
 """
 import csv
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

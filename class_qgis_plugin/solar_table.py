@@ -5,7 +5,6 @@ Plain text, one energy per line, three whitespace-separated columns: energy (keV
 (photons cm^-2 s^-1 keV^-1) at the Moon.
 """
 import os
-import tempfile
 
 import numpy as np
 
@@ -52,15 +51,9 @@ def write_solar_table(path, energy_keV, flux):
         raise ClassXRFError(path, "energies must be finite and strictly increasing")
     if not np.all(np.isfinite(f)) or np.any(f < 0):
         raise ClassXRFError(path, "fluxes must be finite and non-negative")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_solar_", suffix=".txt", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
+    from .geo import atomic_output
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as fh:
             for ei, fi in zip(e, f):
                 fh.write(f"{ei:.10f} 0.0 {fi:.10e}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path

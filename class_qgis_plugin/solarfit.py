@@ -17,7 +17,6 @@ for an observation layer's time windows (contract 4 columns).
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -357,16 +356,10 @@ def fit_spectrum(spectrum, arf=None, rmf=None, two_temp=False, background=None, 
 # --------------------------------------------------------------------------------------------
 
 def _atomic_text(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
+    from .geo import atomic_output
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as fh:
             fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def fit_plot(result, path):
@@ -393,16 +386,12 @@ def fit_plot(result, path):
     a2.axhline(0, color="k", lw=0.5)
     a2.set_xlabel("energy (keV)")
     a2.set_ylabel("(n - mu)/sqrt(mu)")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=folder)
-    os.close(fd)
+    from .geo import atomic_output
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -7,7 +7,7 @@ import xraylib
 from scipy import integrate
 
 from conftest import shared_data
-from class_qgis_plugin.composition import ELEMENTS, MARE_WT, HIGHLAND_WT, Z
+from class_qgis_plugin.composition import ELEMENTS, MARE_WT, HIGHLAND_WT
 from class_qgis_plugin.errors import ClassXRFError
 from class_qgis_plugin.fpmodel import ForwardModel, make_grid, rebin_density
 
