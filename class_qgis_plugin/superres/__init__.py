@@ -6,5 +6,11 @@ Modules: :mod:`.features` (surface-characteristics vectors W_k from the albedo, 
 (the five losses), :mod:`.train` (two-phase training, prediction, the region entry point) and
 :mod:`.baselines` (IDW, ordinary kriging, kriging with albedo as external drift).
 
+The prediction of an element is a classical drift (a linear model in albedo and position fitted to
+the observed pixels), corrected by the GATv2 + CNN network (which is trained on the normalised
+residual), plus the ordinary-kriged residual the network leaves on the observed pixels (regression
+kriging); see :func:`.train.fit_predict_grid`. An element the inversion never constrained (no GIB
+value) is not predicted: its band is NaN (nodata).
+
 torch and torch_geometric are imported by the submodules that need them, never by this package.
 """

@@ -419,7 +419,8 @@ def region_features(albedo, extractor="default", k=300, target=None, target_mask
     if target is not None and target_mask is not None and np.count_nonzero(target_mask) >= 20:
         m = np.asarray(target_mask, dtype=bool).ravel()
         tt = np.asarray(target, dtype=np.float64).reshape(m.size, -1)[m]
-        ok = np.all(np.isfinite(tt), axis=1)
+        tt = tt[:, np.isfinite(tt).sum(axis=0) >= 20]     # elements never constrained carry no relevance
+        ok = np.all(np.isfinite(tt), axis=1) if tt.shape[1] else np.zeros(len(tt), bool)
         if ok.sum() >= 20:
             y = tt[ok]
             sel_rows = np.where(m)[0][ok]

@@ -12,8 +12,14 @@ lets small networks fit smooth regional trends). Two branches see the same input
   bilinearly back to h x w.
 
 A fusion layer (linear + ReLU on the concatenated branch outputs) and the output layer (linear,
-8 elements). The output is positive: pred_e = scale_e * softplus(z_e + ln(e - 1)), which equals the
-element's scale (its mean over the GIB) when z = 0, so training starts from the regional mean.
+8 elements, initialised to zero). Two output forms:
+
+* residual (``forward(..., base=drift)``, what :mod:`.train` uses): pred_e = base_e + scale_e z_e,
+  with base the classical drift (a per-element linear model in albedo and position fitted to the
+  observed pixels, see :func:`.train.fit_drift`) and scale_e the spread of the element's residual
+  about it, so the network's output is a normalised correction and training starts from the drift;
+* absolute (``base=None``): pred_e = scale_e * softplus(z_e + ln(e - 1)), positive, equal to the
+  element's scale (e.g. its GIB mean) when z = 0.
 """
 import math
 
@@ -46,8 +52,10 @@ class SuperResNet(nn.Module):
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(1, n_out))
         self._shift = math.log(math.e - 1.0)
 
-    def forward(self, x, edge_index, edge_weight, grid_hw):
-        """x (N, C) nodes in row-major order of a grid_hw = (h, w) subgraph -> (N, 8) wt%."""
+    def forward(self, x, edge_index, edge_weight, grid_hw, base=None):
+        """x (N, C) nodes in row-major order of a grid_hw = (h, w) subgraph -> (N, 8) wt%.
+
+        ``base`` (N, 8): the drift the network corrects (residual form); None: absolute form."""
         h, w = grid_hw
         if self.freqs.numel():
             ang = x[:, -2:, None] * self.freqs            # (N, 2, F): latitude, longitude
@@ -64,4 +72,6 @@ class SuperResNet(nn.Module):
         c = F.interpolate(c, size=(h, w), mode="bilinear", align_corners=False)
         c = c.reshape(c.shape[1], h * w).t()
         z = self.out(F.relu(self.fusion(torch.cat([g, c], dim=1))))
+        if base is not None:
+            return base + self.scale * z
         return self.scale * F.softplus(z + self._shift)

@@ -66,6 +66,10 @@ class SuperResSettings:
     cache_dir: str = None          # feature cache; default: ".superres_cache" beside the GIB
     graph_cache_mb: float = 1500.0  # keep the subgraphs' edges in memory below this size
     threads: int = None            # torch CPU threads (None: leave torch's setting)
+    drift: str = "linear"          # classical drift the network corrects: "linear" (albedo + position) or "none"
+    residual_kriging: bool = True  # add the ordinary-kriged residuals of the observed pixels (regression kriging)
+    kriging_points: int = 2000     # observations used by the residual kriging (seeded subset beyond)
+    min_obs: int = 10              # an element observed on fewer pixels is not predicted (NaN band)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -127,14 +131,114 @@ def _build_subgraph(win, lat2, lon2, wg, cols, s, device):
     return _Subgraph(win, nodes, ei.to(torch.int32), w, feat_sim, g.to(torch.int32), grid_sim)
 
 
+def drift_design(lat2, lon2, mare, albedo=None, window=6):
+    """Covariates of the classical drift, (rows, cols, D): 1, the mare flag, latitude u and longitude v
+    scaled to [-1, 1] over the grid and, with an ``albedo``, its standardised value and its
+    standardised mean over the ``window`` (the 12.5 km footprint scale). Linear in position: a
+    quadratic trend extrapolates badly beyond the outer tracks."""
+    from scipy import ndimage
+
+    def _unit(v):
+        lo_, hi_ = float(v.min()), float(v.max())
+        return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
+
+    u, v = _unit(np.asarray(lat2, np.float64)), _unit(np.asarray(lon2, np.float64))
+    cols = [np.ones_like(u), np.asarray(mare, np.float64), u, v]
+    if albedo is not None:
+        from .features import _fill_nan
+        a = _fill_nan(albedo)
+        for f in (a, ndimage.uniform_filter(a, size=max(1, int(window)), mode="reflect")):
+            sd = f.std()
+            cols.append((f - f.mean()) / sd if sd > 0 else np.zeros_like(f))
+    return np.stack(cols, axis=-1)
+
+
+def fit_drift(design, target, emask, weight=None, ridge=1e-6, min_per_coef=5):
+    """Per-element weighted least squares of ``target`` (n, E) on ``design`` (n, D) over the pixels of
+    ``emask`` (n, E). An element with fewer than ``min_per_coef`` observations per coefficient
+    falls back to its weighted mean (intercept only); one without observations gets NaN.
+    Returns ``(coef (D, E), residual_rms (E,))`` (NaN for elements without observations)."""
+    X = np.asarray(design, np.float64)
+    n, d = X.shape
+    y = np.asarray(target, np.float64)
+    em = np.asarray(emask, bool)
+    w = np.ones(n) if weight is None else np.asarray(weight, np.float64)
+    coef = np.full((d, y.shape[1]), np.nan)
+    rms = np.full(y.shape[1], np.nan)
+    for e in range(y.shape[1]):
+        sel = em[:, e] & np.isfinite(y[:, e]) & (w > 0)
+        if not sel.any():
+            continue
+        cols = np.arange(d) if sel.sum() >= min_per_coef * d else np.arange(1)
+        Xs, ys, ws = X[sel][:, cols], y[sel, e], w[sel]
+        A = Xs.T @ (Xs * ws[:, None]) + ridge * np.trace(Xs.T @ (Xs * ws[:, None])) / len(cols) * np.eye(len(cols))
+        b = np.linalg.solve(A, Xs.T @ (ws * ys))
+        coef[:, e] = 0.0
+        coef[cols, e] = b
+        r = ys - Xs @ b
+        rms[e] = float(np.sqrt(np.sum(ws * r * r) / np.sum(ws)))
+    return coef, rms
+
+
+def dual_ordinary_kriging(x, y, z, qx, qy, variogram_model="spherical", max_points=2000, seed=0, chunk=8192):
+    """Ordinary kriging of ``z`` at (x, y) (km) onto the query points (qx, qy), in the dual form.
+
+    The variogram is fitted by PyKrige's ``OrdinaryKriging`` (on at most ``max_points`` observations,
+    a seeded subset); the kriging system [[-gamma, 1], [1, 0]] [lambda; mu] = [z; 0] is solved once,
+    and each prediction is z*(q) = sum_i -gamma(|q - x_i|) lambda_i + mu, which equals the usual
+    weights-times-data form (the system is symmetric) at the cost of one product per query point.
+    """
+    from pykrige.ok import OrdinaryKriging
+    from scipy.spatial.distance import cdist
+
+    n = len(z)
+    sub = np.arange(n) if n <= max_points else np.sort(np.random.default_rng(seed).choice(n, max_points, False))
+    x, y, z = np.asarray(x, float)[sub], np.asarray(y, float)[sub], np.asarray(z, float)[sub]
+    if len(z) < 3 or np.ptp(z) == 0:
+        return np.full(len(qx), float(np.mean(z)) if len(z) else 0.0)
+    kr = OrdinaryKriging(x, y, z, variogram_model=variogram_model)
+    m = len(z)
+    a = kr._get_kriging_matrix(m)
+    rhs = np.concatenate([z, [0.0]])
+    try:
+        lam = np.linalg.solve(a, rhs)
+    except np.linalg.LinAlgError:
+        lam = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    obs = np.stack([x, y], 1)
+    q = np.stack([np.asarray(qx, float), np.asarray(qy, float)], 1)
+    out = np.empty(len(q))
+    for s0 in range(0, len(q), chunk):
+        d = cdist(q[s0:s0 + chunk], obs)
+        b = -kr.variogram_function(kr.variogram_model_parameters, d)
+        b[d == 0] = 0.0
+        out[s0:s0 + chunk] = b @ lam[:m] + lam[m]
+    return out
+
+
 def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, settings=None, device="cpu",
-                     progress=None):
+                     progress=None, albedo=None):
     """Train on the observed pixels of a grid and predict all of them.
 
     ``w_feat`` (rows, cols, K) standardised features; ``lat``/``lon`` (rows, cols) or the axes
     (rows,) and (cols,) in degrees; ``mare`` (rows, cols) 1 mare / 0 highland; ``target``
-    (rows, cols, 8) wt% (NaN where unknown); ``mask`` (rows, cols) True where observed (training
-    pixels); ``pixel_weight`` (rows, cols) confidence of each observed pixel (default 1).
+    (rows, cols, 8) wt% (NaN where unknown: an element may be missing on its own, e.g. one the
+    inversion left unconstrained); ``mask`` (rows, cols) True where observed (training pixels);
+    ``pixel_weight`` (rows, cols) confidence of each observed pixel (default 1); ``albedo``
+    (rows, cols) enters the classical drift (``settings.drift``).
+
+    The prediction is drift + network correction (+ kriged residual, ``settings.residual_kriging``):
+
+    1. drift: per element, a weighted least-squares linear model in the albedo and position
+       (:func:`drift_design`, :func:`fit_drift`) over the element's observed pixels (``drift="none"``:
+       the element's mean); the classical trend of kriging with an external drift;
+    2. the GATv2 + CNN network predicts the normalised correction z_e, pred_e = drift_e + s_e z_e with
+       s_e the residual RMS of the drift, trained with the five losses; the MSE terms weigh each
+       element by 1 / s_e^2 (inverse residual variance: every element counts alike);
+    3. residual kriging (regression kriging, Hengl, Heuvelink and Rossiter 2007, Comput. Geosci. 33,
+       1301): the network's residuals on the observed pixels, ordinary-kriged
+       (:func:`dual_ordinary_kriging`) and added: what is left spatially correlated along the tracks.
+
+    Elements with fewer than ``settings.min_obs`` observed pixels are not predicted: NaN band.
     Returns ``(prediction (8, rows, cols) float32, curve)``: ``curve`` is a list of dicts, one per
     subgraph visit: sweep, phase, subgraph, step, lr, loss and each loss term (means over the visit).
     """
@@ -158,23 +262,54 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     else:
         lat2, lon2 = lat, lon
     target = np.asarray(target, dtype=np.float32)
-    mask = np.asarray(mask, dtype=bool) & np.all(np.isfinite(target), axis=-1)
     n_el = target.shape[-1]
+    emask = np.asarray(mask, dtype=bool)[..., None] & np.isfinite(target)
+    counts = emask.reshape(-1, n_el).sum(axis=0)
+    el_ok = counts >= max(1, int(s.min_obs))
+    emask &= el_ok.reshape(1, 1, -1)
+    mask = emask.any(axis=-1)
     if not mask.any():
-        raise ClassXRFError(None, "no observed pixel with a complete composition to train on", key="mask")
+        raise ClassXRFError(None, "no observed pixel with a constrained element to train on", key="mask")
     pw = np.ones((rows, cols), np.float32) if pixel_weight is None else np.asarray(pixel_weight, np.float32)
     pw = np.where(np.isfinite(pw) & (pw > 0), pw, 0.0).astype(np.float32)
+    pw = np.where(mask, pw, 0.0).astype(np.float32)
+    mare = np.asarray(mare, np.float32)
 
     # node inputs: W, mare flag, latitude and longitude scaled to ~[-1, 1] over the grid
     def _unit(v):
         lo_, hi_ = float(v.min()), float(v.max())
         return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
-    x_all = np.concatenate([w_feat.reshape(-1, nfeat), np.asarray(mare, np.float32).reshape(-1, 1),
+    x_all = np.concatenate([w_feat.reshape(-1, nfeat), mare.reshape(-1, 1),
                             _unit(lat2).reshape(-1, 1).astype(np.float32),
                             _unit(lon2).reshape(-1, 1).astype(np.float32)], axis=1)
     wg = np.ascontiguousarray(w_feat.reshape(-1, nfeat) / math.sqrt(nfeat))   # graph distance features
-    scale = np.nanmean(np.where(mask[..., None], target, np.nan).reshape(-1, n_el), axis=0)
+    flat_t = target.reshape(-1, n_el)
+    flat_em = emask.reshape(-1, n_el)
+    scale = np.array([np.mean(flat_t[flat_em[:, e], e]) if el_ok[e] else np.nan for e in range(n_el)])
+
+    # 1. drift
+    if s.drift == "linear":
+        design = drift_design(lat2, lon2, mare, albedo, s.window).reshape(rows * cols, -1)
+    elif s.drift == "none":
+        design = np.ones((rows * cols, 1))
+    else:
+        raise ClassXRFError(None, f"unknown drift {s.drift!r} (linear or none)", key="drift")
+    coef, res_rms = fit_drift(design, flat_t, flat_em, pw.ravel())
+    base = np.zeros((rows * cols, n_el), np.float64)
+    prior = None
+    if n_el == len(ELEMENTS) and not el_ok.all():
+        from ..composition import HIGHLAND_WT, MARE_WT
+        prior = mare.reshape(-1, 1) * MARE_WT[None] + (1 - mare.reshape(-1, 1)) * HIGHLAND_WT[None]
+    for e in range(n_el):
+        if el_ok[e]:
+            base[:, e] = design @ coef[:, e]
+        elif prior is not None:      # unconstrained element: its prior keeps the 100 % sum meaningful
+            base[:, e] = prior[:, e]
+    if prior is not None:
+        scale = np.where(el_ok, scale, prior.mean(axis=0))
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
+    res_scale = np.where(el_ok & np.isfinite(res_rms), np.maximum(np.nan_to_num(res_rms), 1e-3 * scale),
+                         0.1 * scale).astype(np.float32)
 
     from .graph import subgraph_windows
     wins = subgraph_windows(rows, cols, s.subgraph_size, s.stride)
@@ -198,19 +333,22 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     torch.manual_seed(int(s.seed))
     np.random.seed(int(s.seed) % (2 ** 32))
     x_t = torch.from_numpy(x_all)
-    y_t = torch.from_numpy(np.nan_to_num(target.reshape(-1, n_el)))
+    y_t = torch.from_numpy(np.nan_to_num(flat_t))
     m_t = torch.from_numpy(flat_mask)
+    em_t = torch.from_numpy(flat_em.astype(np.float32))
+    base_t = torch.from_numpy(base.astype(np.float32))
     pw_t = torch.from_numpy(pw.ravel())
     scale_t = torch.from_numpy(scale).to(dev)
-    el_w = (1.0 / scale_t ** 2).reshape(1, -1)
-    model = SuperResNet(x_all.shape[1], scale, hidden=s.hidden, heads=s.heads, cnn_channels=tuple(s.cnn_channels),
-                        fusion=s.fusion, n_out=n_el, pos_freqs=tuple(s.pos_freqs)).to(dev)
+    el_w = torch.from_numpy(1.0 / res_scale ** 2).to(dev).reshape(1, -1)
+    model = SuperResNet(x_all.shape[1], res_scale, hidden=s.hidden, heads=s.heads,
+                        cnn_channels=tuple(s.cnn_channels), fusion=s.fusion, n_out=n_el,
+                        pos_freqs=tuple(s.pos_freqs)).to(dev)
     opt = torch_optimizer.Yogi(model.parameters(), lr=s.lr)
     total_steps = max(1, s.sweeps * len(train_ids) * s.steps_per_subgraph)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=s.lr_min)
     curve = []
     n_visits = s.sweeps * len(train_ids)
-    p_train = subrange(p, 0.0, 0.85)
+    p_train = subrange(p, 0.0, 0.8)
     visit = 0
     t0 = time.monotonic()
     for sweep in range(s.sweeps):
@@ -226,19 +364,22 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
             x = x_t[nodes].to(dev)
             y = y_t[nodes].to(dev)
             m = m_t[nodes].to(dev)
-            wgt = pw_t[nodes].to(dev).reshape(-1, 1) * el_w
+            b = base_t[nodes].to(dev)
+            emn = em_t[nodes].to(dev)
+            wgt = pw_t[nodes].to(dev).reshape(-1, 1) * emn * el_w
+            wlog = pw_t[nodes].to(dev).reshape(-1, 1) * emn
             ei = g.edge_index.long().to(dev)
             ew = g.w.to(dev)
             model.train()
             acc = {}
             for step in range(s.steps_per_subgraph):
                 opt.zero_grad(set_to_none=True)
-                pred = model(x, ei, ew, (h, w))
+                pred = model(x, ei, ew, (h, w), base=b)
                 terms = {"mse": L.weighted_masked_mse(pred, y, m, wgt),
                          "dev": L.deviation_from_100_loss(pred)}
                 loss = s.w_mse * terms["mse"] + s.w_dev * terms["dev"]
                 if phase == 2:
-                    terms["log"] = L.weighted_masked_log_loss(pred, y, m, pw_t[nodes].to(dev).reshape(-1, 1))
+                    terms["log"] = L.weighted_masked_log_loss(pred, y, m, wlog)
                     terms["feat"] = L.feature_similarity_loss(pred, ei, g.feat_sim.to(dev), scale_t)
                     terms["spat"] = L.spatial_similarity_loss(pred, g.grid_ei.long().to(dev),
                                                               g.grid_sim.to(dev), scale_t)
@@ -261,20 +402,39 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     model.eval()
     acc_sum = np.zeros((rows * cols, n_el), np.float64)
     acc_n = np.zeros(rows * cols, np.float64)
-    p_pred = subrange(p, 0.85, 1.0)
+    p_pred = subrange(p, 0.8, 0.9)
     with torch.no_grad():
         for i, win in enumerate(wins):
             p.check()
             g = get_graph(i)
             h, w = win[1] - win[0], win[3] - win[2]
             nodes = torch.from_numpy(g.nodes)
-            pred = model(x_t[nodes].to(dev), g.edge_index.long().to(dev), g.w.to(dev), (h, w))
+            pred = model(x_t[nodes].to(dev), g.edge_index.long().to(dev), g.w.to(dev), (h, w),
+                         base=base_t[nodes].to(dev))
             acc_sum[g.nodes] += pred.cpu().numpy()
             acc_n[g.nodes] += 1
             p_pred.set((i + 1) / len(wins), f"predicting subgraph {i + 1}/{len(wins)}")
-    out = (acc_sum / acc_n[:, None]).astype(np.float32).reshape(rows, cols, n_el).transpose(2, 0, 1)
+    flat_pred = acc_sum / acc_n[:, None]
     if curve:
         curve[-1]["train_seconds"] = time.monotonic() - t0
+    # 3. residual kriging of what the network left on the observed pixels
+    if s.residual_kriging:
+        from .baselines import _local_km
+        lat0 = float(np.mean(lat2))
+        lon0 = float(np.degrees(np.arctan2(np.mean(np.sin(np.radians(lon2))), np.mean(np.cos(np.radians(lon2))))))
+        gx, gy = _local_km(lat2.ravel(), lon2.ravel(), lat0, lon0)
+        p_rk = subrange(p, 0.9, 1.0)
+        for e in range(n_el):
+            p.check()
+            sel = flat_em[:, e]
+            if el_ok[e] and sel.sum() >= 3:
+                r = flat_t[sel, e] - flat_pred[sel, e]
+                flat_pred[:, e] += dual_ordinary_kriging(gx[sel], gy[sel], r, gx, gy, max_points=s.kriging_points,
+                                                         seed=s.seed)
+            p_rk.set((e + 1) / n_el, f"residual kriging {e + 1}/{n_el}")
+    flat_pred[:, ~el_ok] = np.nan
+    flat_pred = np.where(np.isfinite(flat_pred), np.maximum(flat_pred, 0.0), np.nan)
+    out = flat_pred.astype(np.float32).reshape(rows, cols, n_el).transpose(2, 0, 1)
     return np.ascontiguousarray(out), curve
 
 
@@ -365,7 +525,9 @@ def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", pr
     i, j = region
     lat, lon = region_grid(i, j)
     target, err, nobs, _ = read_gib(gib_tif)
-    mask = np.isfinite(nobs) & (nobs > 0) & np.all(np.isfinite(target), axis=-1)
+    # a pixel counts when at least one element is constrained there (an element the inversion left
+    # unconstrained is nodata in the GIB; with too few pixels it is not predicted: NaN band)
+    mask = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
     if not mask.any():
         raise ClassXRFError(gib_tif, "the GIB has no observed pixel in this region", key="n_obs")
     if exclude is not None:
@@ -384,7 +546,7 @@ def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", pr
                                      device=device, seed=s.seed, progress=subrange(p, 0.0, 0.1))
     pw = gib_pixel_weight(target, err, mask)
     pred, curve = fit_predict_grid(w_feat, lat, lon, mare, target, mask, pw, s, device=device,
-                                   progress=subrange(p, 0.1, 0.98))
+                                   progress=subrange(p, 0.1, 0.98), albedo=a)
     support = support_distance_km(mask, lat, lon)
     p.set(1.0, "done")
     return pred, support, curve

@@ -259,17 +259,63 @@ def test_bad_gib_raster_is_named(tmp_path):
 def test_hybrid_beats_idw_on_held_out_tracks():
     """A 60 x 120 crop: composition = mare/highland mix set nonlinearly by the albedo + a smooth
     position trend, observed along 5 north-south tracks; 20 % of the track pixels held out in
-    20 x 20 pixel blocks. The hybrid uses the albedo; IDW cannot."""
+    20 x 20 pixel blocks. The hybrid uses the albedo (drift + network); IDW cannot."""
     d = B.synthetic_region(60, 120, n_tracks=5, seed=1)
     train, test = B.block_holdout(d["track_mask"], block=20, fraction=0.2, seed=0)
     obs = np.where(train[..., None], d["observed"], np.nan)
     w, _ = Fe.region_features(d["albedo"], target=obs, target_mask=train)
     mare = (d["albedo"] < np.sqrt(0.2 * 0.07)).astype(np.float32)
     s = dict(subgraph_size=30, stride=15, steps_per_subgraph=10, seed=0)
-    pred, _ = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, train, None, s)
+    pred, _ = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, train, None, s, albedo=d["albedo"])
     la, lo = np.meshgrid(d["lat"], d["lon"], indexing="ij")
     truth = d["truth"][test]
     idw = B.idw(la[train], lo[train], d["observed"][train], la[test], lo[test])
     hyb = pred.transpose(1, 2, 0)[test]
     rel = lambda p: np.mean(np.sqrt(np.mean((p - truth) ** 2, axis=0)) / truth.mean(axis=0))  # noqa: E731
     assert rel(hyb) < 0.85 * rel(idw)
+
+
+# ---------------------------------------------------------------- drift, residual kriging, missing elements
+def test_fit_drift_matches_numpy_lstsq():
+    rng = np.random.default_rng(5)
+    n = 400
+    X = np.column_stack([np.ones(n), rng.standard_normal((n, 3))])
+    y = np.column_stack([X @ [1.0, 2.0, -1.0, 0.5] + 0.1 * rng.standard_normal(n), 3.0 + 0 * X[:, 0]])
+    w = rng.uniform(0.5, 2.0, n)
+    em = np.ones((n, 2), bool)
+    em[::3, 0] = False
+    coef, rms = T.fit_drift(X, y, em, w, ridge=0.0)
+    sw = np.sqrt(w[em[:, 0]])
+    ref = np.linalg.lstsq(X[em[:, 0]] * sw[:, None], y[em[:, 0], 0] * sw, rcond=None)[0]
+    np.testing.assert_allclose(coef[:, 0], ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(coef[:, 1], [3.0, 0, 0, 0], atol=1e-9)
+    r = y[em[:, 0], 0] - X[em[:, 0]] @ ref
+    assert rms[0] == pytest.approx(np.sqrt(np.sum(w[em[:, 0]] * r ** 2) / w[em[:, 0]].sum()), rel=1e-9)
+    # too few observations for the full model: the weighted mean; none: NaN
+    em2 = np.zeros((n, 2), bool)
+    em2[:7, 0] = True
+    coef2, rms2 = T.fit_drift(X, y, em2, w, ridge=0.0)
+    assert coef2[0, 0] == pytest.approx(np.average(y[:7, 0], weights=w[:7])) and (coef2[1:, 0] == 0).all()
+    assert np.isnan(coef2[:, 1]).all() and np.isnan(rms2[1])
+
+
+def test_dual_kriging_equals_pykrige():
+    from pykrige.ok import OrdinaryKriging
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(0, 300, 150), rng.uniform(0, 200, 150)
+    z = np.sin(x / 60) + np.cos(y / 45) + 0.05 * rng.standard_normal(150)
+    qx, qy = rng.uniform(0, 300, 40), rng.uniform(0, 200, 40)
+    mine = T.dual_ordinary_kriging(x, y, z, qx, qy)
+    ref, _ = OrdinaryKriging(x, y, z, variogram_model="spherical").execute("points", qx, qy)
+    np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-6, atol=1e-8)
+
+
+def test_unconstrained_element_is_not_predicted():
+    d, w, mare = _tiny_case()
+    obs = d["observed"].copy()
+    obs[..., 6] = np.nan                      # Ti never constrained
+    obs[:5, :, 1] = np.nan                    # Na missing on some pixels only
+    p, _ = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, d["track_mask"], None, TINY)
+    assert np.isnan(p[6]).all()
+    others = np.delete(p, 6, axis=0)
+    assert np.isfinite(others).all() and (others > 0).all()
