@@ -1,6 +1,8 @@
 """classxrf:superresolve - the GATv2 + CNN hybrid map of one GIB region at 2 km."""
 from qgis.core import (
     QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterString,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -39,7 +41,8 @@ order; seeded.</li>
 <p><b>GIB folder</b> (populate's output) and <b>albedo</b> raster; the <b>region</b> as row i (0 at 90 N) and column j
 (0 at 180 W), or an <b>extent</b> in lunar degrees whose centre picks the region; <b>k</b> neighbours (the paper used
 100; 16 trains in minutes on a laptop CPU), <b>sweeps</b>, <b>steps per subgraph</b>, <b>seed</b> and the <b>device</b>
-(cpu, or cuda where a GPU is present).</p>
+(cpu, or cuda where a GPU is present). Advanced: further settings of the core as a JSON object (subgraph stride and
+size, number of features, hidden sizes, loss weights, drift, residual kriging; unknown names are refused).</p>
 <h3>Outputs</h3>
 <p>A GeoTIFF of the region in IAU_2015:30100, one band per element (wt%) and a support band (km to the nearest observed
 pixel: large values mean extrapolation), loaded with a colour ramp; the training curve as CSV.</p>"""
@@ -69,6 +72,10 @@ pixel: large values mean extrapolation), loaded with a colour ramp; the training
             "SEED", "Seed", type=QgsProcessingParameterNumber.Integer, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             "DEVICE", "Device", options=["cpu", "cuda"], defaultValue="cpu", usesStaticStrings=True))
+        extra = QgsProcessingParameterString(
+            "SETTINGS", "Further training settings (JSON, e.g. {\"stride\": 50, \"hidden\": 32})", optional=True)
+        extra.setFlags(extra.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(extra)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Super-resolved abundances"))
         self.addParameter(QgsProcessingParameterFileDestination(
             "CURVE", "Training curve", fileFilter="CSV files (*.csv)", optional=True))
@@ -90,7 +97,17 @@ pixel: large values mean extrapolation), loaded with a colour ramp; the training
         if not out.lower().endswith((".tif", ".tiff")):
             raise QgsProcessingException(f"{out}: the output must be a GeoTIFF (.tif)")
         curve = self.parameterAsFileOutput(parameters, "CURVE", context) or None
-        settings = dict(k=self.parameterAsInt(parameters, "K", context),
+        settings = {}
+        text = self.parameterAsString(parameters, "SETTINGS", context).strip()
+        if text:
+            import json
+            try:
+                settings = json.loads(text)
+            except ValueError as exc:
+                raise QgsProcessingException(f"SETTINGS is not valid JSON: {exc}") from exc
+            if not isinstance(settings, dict):
+                raise QgsProcessingException("SETTINGS must be a JSON object of setting names and values")
+        settings.update(k=self.parameterAsInt(parameters, "K", context),
                         sweeps=self.parameterAsInt(parameters, "SWEEPS", context),
                         steps_per_subgraph=self.parameterAsInt(parameters, "STEPS", context),
                         seed=self.parameterAsInt(parameters, "SEED", context))

@@ -80,3 +80,38 @@ def test_invert_missing_column_names_layer_and_column(run_alg, chain):
                                     "BACKGROUND": sim["BACKGROUND"], "SOLAR": sim["SOLAR"],
                                     "OUTPUT": str(chain["tmp"] / "never.gpkg")})
     assert not (chain["tmp"] / "never.gpkg").exists()
+
+
+def test_superresolve_region_from_the_chain_gib(run_alg, chain):
+    """classxrf:superresolve on the chain's GIB (small training settings to keep the test short): a GeoTIFF of the
+    whole region in the lunar CRS, one band per element plus support; unobserved elements are nodata."""
+    sim, tmp = chain["sim"], chain["tmp"]
+    res = run_alg("classxrf:superresolve", {
+        "GIB": str(tmp / "gib"), "ALBEDO": sim["ALBEDO"], "REGION_I": 3, "REGION_J": 4, "K": 4, "SWEEPS": 1,
+        "STEPS": 1, "SETTINGS": '{"stride": 100, "n_features": 10, "kriging_points": 300}',
+        "OUTPUT": str(tmp / "sr.tif"), "CURVE": str(tmp / "curve.csv")})
+    lyr = QgsRasterLayer(res["OUTPUT"], "sr")
+    assert lyr.isValid() and lyr.bandCount() == 9
+    assert (lyr.width(), lyr.height()) == (682, 342)
+    assert lyr.crs().authid() == "IAU_2015:30100"
+    assert res["N_OBSERVED"] > 0
+    prov = lyr.dataProvider()
+    truth_layer = QgsRasterLayer(sim["TRUTH"], "truth")
+    truth = truth_layer.dataProvider()
+    # Al (band 4) stays within lunar range everywhere sampled, and near the truth on average
+    from qgis.core import QgsPointXY
+    errs = []
+    for x in np.linspace(1.0, 44.0, 9):
+        for y in np.linspace(1.0, 21.5, 7):
+            v, ok = prov.sample(QgsPointXY(x, y), 4)
+            t, _ = truth.sample(QgsPointXY(x, y), 4)
+            assert ok and 2.0 < v < 20.0
+            errs.append(v - t)
+    assert np.sqrt(np.mean(np.square(errs))) < 3.0
+    assert (tmp / "curve.csv").read_text().count("\n") > 1
+
+
+def test_superresolve_without_region_raster_names_the_file(run_alg, chain, tmp_path):
+    with pytest.raises(QgsProcessingException, match="gib_r0_c0.tif"):
+        run_alg("classxrf:superresolve", {"GIB": str(chain["tmp"] / "gib"), "ALBEDO": chain["sim"]["ALBEDO"],
+                                          "REGION_I": 0, "REGION_J": 0, "OUTPUT": str(tmp_path / "x.tif")})
