@@ -1,13 +1,13 @@
 """Write resources/classxrf_chain.model3, the Processing model of the whole chain:
 
-    simulate -> co-add -> solar fit -> FP inversion -> track population
+    simulate -> co-add -> solar fit -> FP inversion -> track population -> super-resolve
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/make_model.py [OUT.model3]
 
 Open it in QGIS with Processing > Graphical Modeler > Open Model (or Processing Toolbox > Models >
 Add Model to Toolbox). Replace the simulate step by your own CLASS/XSM folders in the designer to run
-the chain on real data. Super-resolution is not part of it yet: its algorithm is added to the model
-when the provider has it (re-run this script).
+the chain on real data. The super-resolution step works on region (3, 4), where the simulated data set
+lies; its training settings are model inputs.
 """
 import os
 import sys
@@ -28,6 +28,7 @@ def build_model():
         QgsProcessingModelParameter,
         QgsProcessingParameterEnum,
         QgsProcessingParameterNumber,
+        QgsProcessingParameterString,
     )
     from qgis.PyQt.QtCore import QPointF
 
@@ -36,7 +37,8 @@ def build_model():
     model = QgsProcessingModelAlgorithm("classxrf_chain", "CLASS lunar XRF")
     model.setHelpContent({
         "ALG_DESC": "The whole CLASS XRF chain on the simulated data set with known truth: simulate -> co-add "
-                    "(96-s windows) -> solar fit (XSM) -> FP inversion -> track population into the GIB. "
+                    "(96-s windows) -> solar fit (XSM) -> FP inversion -> track population into the GIB -> super-resolution "
+                    "of the region (GATv2 + CNN). "
                     "Swap the simulate step for real CLASS/XSM folders in the designer.",
         "ALG_CREATOR": "CLASS lunar XRF plugin", "ALG_VERSION": "1"})
 
@@ -97,9 +99,21 @@ def build_model():
         "INPUT": Src.fromChildOutput("invert", "OUTPUT"), "ALBEDO": Src.fromChildOutput("simulate", "ALBEDO"),
         "PRIOR": Src.fromStaticValue("fraction")},
         {"GIB": ("GIB_FOLDER", "GIB folder"), "SubFootprints": ("OUTPUT", "Populated sub-footprints")})
-    if "classxrf:superresolve" in ids:
-        print("note: classxrf:superresolve exists; add it to the model once its parameters are settled")
-    for cid in ("coadd", "solarfit", "invert", "populate"):
+    add_param(QgsProcessingParameterNumber("sr_k", "Super-resolution: top-k neighbours",
+                                           QgsProcessingParameterNumber.Integer, 16, False, 1, 200), 120, 600)
+    add_param(QgsProcessingParameterNumber("sr_sweeps", "Super-resolution: sweeps",
+                                           QgsProcessingParameterNumber.Integer, 3, False, 1), 120, 660)
+    add_param(QgsProcessingParameterNumber("sr_steps", "Super-resolution: steps per subgraph",
+                                           QgsProcessingParameterNumber.Integer, 8, False, 1), 120, 720)
+    add_param(QgsProcessingParameterString("sr_settings", "Super-resolution: further settings (JSON)", "",
+                                           False, True), 120, 780)
+    child("classxrf:superresolve", "superresolve", 420, 790, {
+        "GIB": Src.fromChildOutput("populate", "GIB_FOLDER"), "ALBEDO": Src.fromChildOutput("simulate", "ALBEDO"),
+        "REGION_I": Src.fromStaticValue(3), "REGION_J": Src.fromStaticValue(4),
+        "K": Src.fromModelParameter("sr_k"), "SWEEPS": Src.fromModelParameter("sr_sweeps"),
+        "STEPS": Src.fromModelParameter("sr_steps"), "SETTINGS": Src.fromModelParameter("sr_settings")},
+        {"Map": ("OUTPUT", "Super-resolved abundances")})
+    for cid in ("coadd", "solarfit", "invert", "populate", "superresolve"):
         model.childAlgorithm(cid).setDependencies([])
     return model
 

@@ -22,7 +22,8 @@ def test_model_loads_and_validates(plugin):
     assert model.name() == "classxrf_chain"
     children = model.childAlgorithms()
     assert {c.algorithmId() for c in children.values()} == {
-        "classxrf:simulate", "classxrf:coadd", "classxrf:solarfit", "classxrf:invert", "classxrf:populate"}
+        "classxrf:simulate", "classxrf:coadd", "classxrf:solarfit", "classxrf:invert", "classxrf:populate",
+        "classxrf:superresolve"}
     ok, errors = model.validate()
     assert ok, errors
     # wiring: co-add reads the simulated frames, invert reads the solar fit, populate reads invert
@@ -30,6 +31,8 @@ def test_model_loads_and_validates(plugin):
     assert (src.outputChildId(), src.outputName()) == ("solarfit", "OUTPUT")
     src = children["populate"].parameterSources()["ALBEDO"][0]
     assert (src.outputChildId(), src.outputName()) == ("simulate", "ALBEDO")
+    src = children["superresolve"].parameterSources()["GIB"][0]
+    assert (src.outputChildId(), src.outputName()) == ("populate", "GIB_FOLDER")
     names = {p.name() for p in model.parameterDefinitions()}
     assert {"seed", "tracks", "flare", "invert:Abundances", "populate:GIB", "populate:SubFootprints"} <= names
 
@@ -44,7 +47,9 @@ def test_model_runs_headless_like_the_core_chain(plugin, tmp_path):
     model = _load()
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
-    res = processing.run(model, {"seed": 42, "tracks": 2, "flare": "C",
+    res = processing.run(model, {"seed": 42, "tracks": 2, "flare": "C", "sr_k": 4, "sr_sweeps": 1, "sr_steps": 1,
+                                 "sr_settings": '{"stride": 100, "n_features": 10, "kriging_points": 300}',
+                                 "superresolve:Map": str(tmp_path / "map.tif"),
                                  "invert:Abundances": str(tmp_path / "abund.gpkg"),
                                  "populate:GIB": str(tmp_path / "gib"),
                                  "populate:SubFootprints": str(tmp_path / "sub.gpkg")},
@@ -59,6 +64,9 @@ def test_model_runs_headless_like_the_core_chain(plugin, tmp_path):
     assert list((tmp_path / "gib").glob("gib_r3_c4.tif"))
     sub_geoms, sub_attrs, _ = geo.read_vector(tmp_path / "sub.gpkg")
     assert len(sub_geoms) >= len(geoms)
+    sr, meta = geo.read_geotiff(tmp_path / "map.tif")
+    assert sr.shape == (9, 342, 682) and meta["crs"] == "IAU_2015:30100"
+    assert np.isfinite(sr[ELEMENTS.index("Al")]).all()
 
     # the same chain through the core (cli.run_demo: same seed, tracks, window and stride)
     ref = run_demo(tmp_path / "core", seed=42, tracks=2, progress=False, fit_norm=False)
