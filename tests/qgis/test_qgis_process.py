@@ -129,7 +129,7 @@ def test_simulate_basemap_exportmap_dependencies_run(profile, plugin, sim, tmp_p
 
 
 def test_vector_chain_runs_from_the_command_line(profile, plugin, sim, tmp_path):
-    """co-add -> solar fit -> invert -> populate through qgis_process.
+    """co-add -> solar fit -> invert -> populate -> super-resolve through qgis_process.
 
     The qgis_process binary links the system GEOS and GDAL (3.11 / 3.6 on Debian 12); loaded into it,
     the shapely and pyogrio wheels from PyPI would bind to those instead of their own (shapely's WKB
@@ -155,6 +155,12 @@ def test_vector_chain_runs_from_the_command_line(profile, plugin, sim, tmp_path)
     pop = run(profile, "populate", INPUT=inv["OUTPUT"], ALBEDO=sim["ALBEDO"], GIB_FOLDER=tmp_path / "gib",
               OUTPUT=tmp_path / "sub.gpkg")
     assert pop["N_SUB"] >= len(g2) and (tmp_path / "gib" / "gib_r3_c4.tif").exists()
+    # super-resolution (torch, torch-geometric) from the QGIS executable too; small settings for a short test
+    sr = run(profile, "superresolve", GIB=tmp_path / "gib", ALBEDO=sim["ALBEDO"], REGION_I=3, REGION_J=4, K=4,
+             SWEEPS=1, STEPS=1, SETTINGS='{"stride": 100, "n_features": 10, "kriging_points": 300}',
+             OUTPUT=tmp_path / "sr.tif")
+    data, meta = geo.read_geotiff(sr["OUTPUT"])
+    assert data.shape == (9, 342, 682) and meta["crs"] == "IAU_2015:30100"
 
 
 def test_bad_input_fails_with_a_message_naming_the_file(profile, tmp_path):
