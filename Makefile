@@ -10,7 +10,7 @@ STAMP_PIP := $(VENV)/.pip-done
 export QT_QPA_PLATFORM := offscreen
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-core test-qgis demo bench package clean
+.PHONY: setup test demo demo-full bench package clean
 
 setup: $(STAMP_PIP)
 
@@ -30,6 +30,10 @@ test: setup
 
 demo: setup
 	$(PY) -m class_qgis_plugin.cli demo --out demo_output
+
+# the demo plus super-resolution of the region (a few minutes on 2 CPU cores)
+demo-full: setup
+	$(PY) -m class_qgis_plugin.cli demo --out demo_output --superres
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
