@@ -16,10 +16,13 @@ held-out pixel shares a track, or a co-added footprint, with a training pixel.
 Prints per element the RMSE (wt%) on held-out pixels against the truth raster of the hybrid, IDW,
 ordinary kriging (OK) and kriging with the albedo as external drift (KED), the ablations of the
 hybrid (drift alone, drift + network without the residual kriging), the time to train + predict
-the region and the peak memory (resource.getrusage, whole process). Elements the inversion left
+the region, the drift chosen per element, which elements keep the network's correction (validated
+on observed pixels kept out of its training) and the peak memory (resource.getrusage, whole process). Elements the inversion left
 unconstrained have no observation: no method predicts them ("-").
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_superres.py [--tracks 72] [--threads 2]
+    # shorter training while experimenting (any SuperResSettings field):
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_superres.py --setting sweeps=2 --setting steps_per_subgraph=2
     .venv/bin/python benchmarks/bench_superres.py --synthetic --ks 16,8
 """
 import argparse
@@ -201,6 +204,9 @@ def main():
         dt = time.perf_counter() - t0
         results[name] = rmse(np.moveaxis(pred, 0, -1)[ok_test], truth[ok_test])
         timings[name] = (dt, peak_mb(), curve[-1]["loss"], curve[-1].get("train_seconds", float("nan")))
+        if "net_kept" in curve[-1]:
+            print(f"# {name}: drift {curve[-1]['drift']}; network kept per element {curve[-1]['net_kept']}; "
+                  f"validation RMSE drift+RK / drift+net+RK {curve[-1]['net_validation_rmse']}")
     hybrid_peak = peak_mb()
 
     la, lo = np.meshgrid(lat, lon, indexing="ij")
@@ -229,16 +235,16 @@ def main():
         results[n] = rmse(v, truth[ok_test])
     # ablations without training: the hybrid's classical parts alone
     mare = np.where(np.isfinite(a_region) & (a_region < thr), 1.0, 0.0)
-    design = T.drift_design(la, lo, mare, a_region)
-    design = design.reshape(-1, design.shape[-1])
     flat_t = target.reshape(-1, 8)
     em = (train.ravel()[:, None] & np.isfinite(flat_t)) & observed_el[None]
     pw = T.gib_pixel_weight(target, _err, train).ravel()
-    coef, _ = T.fit_drift(design, flat_t, em, pw)
-    drift = design @ np.nan_to_num(coef)
-    drift[:, ~observed_el] = np.nan
-    results["drift only"] = rmse(drift.reshape(*la.shape, 8)[ok_test], truth[ok_test])
+    s_abl = T.SuperResSettings.from_dict(dict(seed=0, kriging_points=args.kriging_points, **extra))
     gx, gy = B._local_km(la.ravel(), lo.ravel(), float(np.mean(lat)), float(np.mean(lon)))
+    drift, _, choice = T.classical_drift(la, lo, mare, a_region, flat_t, em, pw, s_abl, gx, gy)
+    drift[:, ~observed_el] = np.nan
+    print("# drift per element (" + s_abl.drift + "): "
+          + ", ".join(f"{e} {c}" for e, c, o in zip(ELEMENTS, choice, observed_el) if o))
+    results["drift only"] = rmse(drift.reshape(*la.shape, 8)[ok_test], truth[ok_test])
     rk = drift.copy()
     for e in np.nonzero(observed_el)[0]:
         sel = em[:, e]

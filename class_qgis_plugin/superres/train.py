@@ -11,7 +11,10 @@
   optimiser steps on each; the optimiser is Yogi (Zaheer et al. 2018, ``torch_optimizer.Yogi``),
   the learning rate follows one cosine annealing from ``lr`` to ``lr_min`` over all steps, and
   gradients are clipped to norm 1.0;
-* prediction runs every subgraph and averages the overlapping predictions of each pixel.
+* prediction runs every subgraph and averages the overlapping predictions of each pixel;
+* the network corrects a classical drift (:func:`classical_drift`, per element chosen by spatial-block
+  cross-validation) and is validated on column blocks of observed pixels it did not train on: per
+  element, its correction is kept only where it lowers the validation error; residual kriging last.
 
 Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count.
 
@@ -66,7 +69,15 @@ class SuperResSettings:
     cache_dir: str = None          # feature cache; default: ".superres_cache" beside the GIB
     graph_cache_mb: float = 1500.0  # keep the subgraphs' edges in memory below this size
     threads: int = None            # torch CPU threads (None: leave torch's setting)
-    drift: str = "linear"          # classical drift the network corrects: "linear" (albedo + position) or "none"
+    drift: str = "select"          # classical drift the network corrects: "select" (per element, chosen by
+                                   # spatial-block cross-validation among DRIFT_CANDIDATES), "linear" (mare flag,
+                                   # position, albedo and its window mean) or "none" (the element's mean)
+    drift_weight: str = "none"     # weights of the drift fit: "none" or "pixel" (the GIB pixel confidence)
+    cv_folds: int = 3              # folds of the drift selection (column blocks of the observed pixels)
+    cv_block: int = 50             # block width in pixels of the cross-validation and validation splits
+    net_validation: float = 0.2    # fraction of the observed pixels (column blocks) kept out of network training
+                                   # to validate it: per element its correction is kept only where it lowers
+                                   # the validation error of drift + residual kriging (0: always kept)
     residual_kriging: bool = True  # add the ordinary-kriged residuals of the observed pixels (regression kriging)
     kriging_points: int = 2000     # observations used by the residual kriging (seeded subset beyond)
     min_obs: int = 10              # an element observed on fewer pixels is not predicted (NaN band)
@@ -153,6 +164,134 @@ def drift_design(lat2, lon2, mare, albedo=None, window=6):
     return np.stack(cols, axis=-1)
 
 
+DRIFT_CANDIDATES = ("mean", "albedo", "albedo+position")
+
+
+def drift_candidates(lat2, lon2, albedo=None, window=6, mare=None):
+    """Candidate drift designs, dict name -> (rows, cols, D): "mean" (intercept only: ordinary kriging's
+    constant mean), "albedo" (1 and the standardised albedo mean over the ``window``, the 12.5 km
+    footprint scale: the window mean averages out the crater texture that makes the point albedo a
+    noisy proxy of the mare fraction) and "albedo+position" (also latitude and longitude scaled to
+    [-1, 1]: a regional linear trend). Without an albedo, the ``mare`` flag (when given) takes its place
+    ("mare", "mare+position"), else only "mean" and "position"."""
+    from scipy import ndimage
+
+    def _unit(v):
+        lo_, hi_ = float(v.min()), float(v.max())
+        return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
+
+    u, v = _unit(np.asarray(lat2, np.float64)), _unit(np.asarray(lon2, np.float64))
+    one = np.ones_like(u)
+    out = {"mean": one[..., None]}
+    if albedo is None:
+        if mare is None:
+            out["position"] = np.stack([one, u, v], axis=-1)
+        else:
+            mf = np.asarray(mare, np.float64)
+            out["mare"] = np.stack([one, mf], axis=-1)
+            out["mare+position"] = np.stack([one, mf, u, v], axis=-1)
+        return out
+    from .features import _fill_nan
+    f = ndimage.uniform_filter(_fill_nan(albedo).astype(np.float64), size=max(1, int(window)), mode="reflect")
+    sd = f.std()
+    f = (f - f.mean()) / sd if sd > 0 else np.zeros_like(f)
+    out["albedo"] = np.stack([one, f], axis=-1)
+    out["albedo+position"] = np.stack([one, f, u, v], axis=-1)
+    return out
+
+
+def block_folds(mask, block=50, n_folds=3, seed=0):
+    """Fold id (rows, cols) of every True pixel of ``mask`` (-1 elsewhere): the columns are cut into
+    ``block``-pixel-wide blocks (narrowed so that there are at least 2 ``n_folds`` blocks), and the
+    blocks holding observed pixels are dealt to the folds in a seeded random order. Whole stretches of
+    north-south tracks leave together, so a fold is not predicted from its own track neighbours."""
+    m = np.asarray(mask, bool)
+    rows, cols = m.shape
+    b = max(1, min(int(block), cols // max(1, 2 * int(n_folds))))
+    bid = np.broadcast_to(np.arange(cols)[None, :] // b, m.shape)
+    ub = np.unique(bid[m])
+    order = np.random.default_rng(seed).permutation(len(ub))
+    fold_of = np.empty(len(ub), np.int64)
+    fold_of[order] = np.arange(len(ub)) % max(1, int(n_folds))
+    out = np.full(m.shape, -1, np.int64)
+    out[m] = fold_of[np.searchsorted(ub, bid[m])]
+    return out
+
+
+def _rk_at(gx, gy, sel, resid, qsel, max_points, seed):
+    """Ordinary-kriged residuals ``resid`` (of the pixels ``sel``) at the pixels ``qsel``."""
+    if sel.sum() < 3:
+        return np.full(int(qsel.sum()), float(np.mean(resid)) if len(resid) else 0.0)
+    return dual_ordinary_kriging(gx[sel], gy[sel], resid, gx[qsel], gy[qsel], max_points=max_points, seed=seed)
+
+
+def classical_drift(lat2, lon2, mare, albedo, target, emask, weight=None, settings=None, gx=None, gy=None):
+    """The hybrid's classical drift of every element on the whole grid.
+
+    ``target`` (n, E), ``emask`` (n, E) observed, ``weight`` (n,) pixel confidence (used when
+    ``settings.drift_weight == "pixel"``). ``settings.drift``: "linear" (:func:`drift_design`), "none",
+    or "select": per element, the candidate of :func:`drift_candidates` with the least
+    cross-validated error of drift + residual kriging (``settings.cv_folds`` folds of column blocks
+    of the observed pixels, :func:`block_folds`; kriging on the local km coordinates ``gx``, ``gy``),
+    refitted on all observed pixels. A drift term an element does not follow (e.g. albedo for an
+    element alike in mare and highland) only adds the noise of its fitted slope: the selection
+    drops it. Returns ``(base (n, E), residual_rms (E,), chosen (E,) candidate names or None)``.
+    """
+    s = SuperResSettings.from_dict(settings)
+    rows, cols = np.shape(lat2)
+    n = rows * cols
+    y = np.asarray(target, np.float64).reshape(n, -1)
+    em = np.asarray(emask, bool).reshape(n, -1)
+    n_el = y.shape[1]
+    if s.drift_weight == "none" or weight is None:
+        w = None
+    elif s.drift_weight == "pixel":
+        w = np.asarray(weight, np.float64).ravel()
+    else:
+        raise ClassXRFError(None, f"unknown drift_weight {s.drift_weight!r} (none or pixel)", key="drift_weight")
+    if s.drift == "linear":
+        cands = {"linear": drift_design(lat2, lon2, mare, albedo, s.window)}
+    elif s.drift == "none":
+        cands = {"mean": np.ones((rows, cols, 1))}
+    elif s.drift == "select":
+        cands = drift_candidates(lat2, lon2, albedo, s.window, mare)
+    else:
+        raise ClassXRFError(None, f"unknown drift {s.drift!r} (select, linear or none)", key="drift")
+    names = list(cands)
+    X = {k: v.reshape(n, -1) for k, v in cands.items()}
+    choice = [names[0]] * n_el
+    if len(names) > 1:
+        if gx is None:
+            from .baselines import _local_km
+            gx, gy = _local_km(np.ravel(lat2), np.ravel(lon2), float(np.mean(lat2)), float(np.mean(lon2)))
+        fold = block_folds(em.any(axis=1).reshape(rows, cols), s.cv_block, s.cv_folds, s.seed).ravel()
+        for e in range(n_el):
+            if em[:, e].sum() < 3 or len(np.unique(fold[em[:, e]])) < 2:
+                continue
+            sse = []
+            for k in names:
+                tot = 0.0
+                for f in np.unique(fold[em[:, e]]):
+                    tr, te = em[:, e] & (fold != f), em[:, e] & (fold == f)
+                    c, _ = fit_drift(X[k], y[:, [e]], tr[:, None], w)
+                    d = X[k] @ np.nan_to_num(c[:, 0])
+                    r = y[tr, e] - d[tr]
+                    pe = d[te]
+                    if s.residual_kriging:
+                        pe = pe + _rk_at(gx, gy, tr, r, te, s.kriging_points, s.seed)
+                    tot += float(np.sum((y[te, e] - pe) ** 2))
+                sse.append(tot)
+            choice[e] = names[int(np.argmin(sse))]
+    base = np.zeros((n, n_el))
+    rms = np.full(n_el, np.nan)
+    for e in range(n_el):
+        c, r = fit_drift(X[choice[e]], y[:, [e]], em[:, [e]], w)
+        if np.isfinite(c).all():
+            base[:, e] = X[choice[e]] @ c[:, 0]
+            rms[e] = r[0]
+    return base, rms, choice
+
+
 def fit_drift(design, target, emask, weight=None, ridge=1e-6, min_per_coef=5):
     """Per-element weighted least squares of ``target`` (n, E) on ``design`` (n, D) over the pixels of
     ``emask`` (n, E). An element with fewer than ``min_per_coef`` observations per coefficient
@@ -228,12 +367,16 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
 
     The prediction is drift + network correction (+ kriged residual, ``settings.residual_kriging``):
 
-    1. drift: per element, a weighted least-squares linear model in the albedo and position
-       (:func:`drift_design`, :func:`fit_drift`) over the element's observed pixels (``drift="none"``:
-       the element's mean); the classical trend of kriging with an external drift;
+    1. drift: per element, a least-squares linear model over the element's observed pixels
+       (:func:`classical_drift`; ``drift="select"``: the candidate of :func:`drift_candidates`, mean,
+       window-mean albedo, or window-mean albedo + position, with the least cross-validated error);
+       the classical trend of kriging with an external drift;
     2. the GATv2 + CNN network predicts the normalised correction z_e, pred_e = drift_e + s_e z_e with
        s_e the residual RMS of the drift, trained with the five losses; the MSE terms weigh each
-       element by 1 / s_e^2 (inverse residual variance: every element counts alike);
+       element by 1 / s_e^2 (inverse residual variance: every element counts alike). The network
+       trains on all but ``settings.net_validation`` of the observed pixels (column blocks); per
+       element its correction is kept only if drift + correction (+ residual kriging from the
+       training pixels) beats drift (+ the same kriging) on those validation pixels;
     3. residual kriging (regression kriging, Hengl, Heuvelink and Rossiter 2007, Comput. Geosci. 33,
        1301): the network's residuals on the observed pixels, ordinary-kriged
        (:func:`dual_ordinary_kriging`) and added: what is left spatially correlated along the tracks.
@@ -288,13 +431,12 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     scale = np.array([np.mean(flat_t[flat_em[:, e], e]) if el_ok[e] else np.nan for e in range(n_el)])
 
     # 1. drift
-    if s.drift == "linear":
-        design = drift_design(lat2, lon2, mare, albedo, s.window).reshape(rows * cols, -1)
-    elif s.drift == "none":
-        design = np.ones((rows * cols, 1))
-    else:
-        raise ClassXRFError(None, f"unknown drift {s.drift!r} (linear or none)", key="drift")
-    coef, res_rms = fit_drift(design, flat_t, flat_em, pw.ravel())
+    from .baselines import _local_km
+    lat0 = float(np.mean(lat2))
+    lon0 = float(np.degrees(np.arctan2(np.mean(np.sin(np.radians(lon2))), np.mean(np.cos(np.radians(lon2))))))
+    gx, gy = _local_km(lat2.ravel(), lon2.ravel(), lat0, lon0)
+    drift_all, res_rms, drift_choice = classical_drift(lat2, lon2, mare, albedo, flat_t, flat_em, pw.ravel(), s,
+                                                       gx, gy)
     base = np.zeros((rows * cols, n_el), np.float64)
     prior = None
     if n_el == len(ELEMENTS) and not el_ok.all():
@@ -302,7 +444,7 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
         prior = mare.reshape(-1, 1) * MARE_WT[None] + (1 - mare.reshape(-1, 1)) * HIGHLAND_WT[None]
     for e in range(n_el):
         if el_ok[e]:
-            base[:, e] = design @ coef[:, e]
+            base[:, e] = drift_all[:, e]
         elif prior is not None:      # unconstrained element: its prior keeps the 100 % sum meaningful
             base[:, e] = prior[:, e]
     if prior is not None:
@@ -311,9 +453,19 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     res_scale = np.where(el_ok & np.isfinite(res_rms), np.maximum(np.nan_to_num(res_rms), 1e-3 * scale),
                          0.1 * scale).astype(np.float32)
 
+    # validation pixels (column blocks) kept out of network training
+    val = np.zeros(rows * cols, bool)
+    if s.net_validation > 0:
+        nf = max(2, int(round(1.0 / min(0.5, float(s.net_validation)))))
+        vf = block_folds(mask, s.cv_block, nf, s.seed + 1).ravel()
+        if len(np.unique(vf[vf >= 0])) >= 2:
+            val = vf == 0
+    full_em = flat_em.copy()
+    flat_em = flat_em & ~val[:, None]
+
     from .graph import subgraph_windows
     wins = subgraph_windows(rows, cols, s.subgraph_size, s.stride)
-    flat_mask = mask.ravel()
+    flat_mask = mask.ravel() & ~val
     n_obs = [int(flat_mask[(np.arange(r0, r1)[:, None] * cols + np.arange(c0, c1)[None, :]).ravel()].sum())
              for (r0, r1, c0, c1) in wins]
     train_ids = [i for i, n in enumerate(n_obs) if n > 0 or s.train_empty]
@@ -417,12 +569,32 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     flat_pred = acc_sum / acc_n[:, None]
     if curve:
         curve[-1]["train_seconds"] = time.monotonic() - t0
+    # the network's correction of an element is kept only where it lowers the validation error of
+    # drift (+ residual kriging from the other pixels): it can only improve on the classical model
+    keep = np.zeros(n_el, bool) if val.any() else np.ones(n_el, bool)
+    net_gain = {}
+    for e in range(n_el):
+        if not (val.any() and el_ok[e]):
+            continue
+        tr, te = flat_em[:, e], full_em[:, e] & val
+        if te.sum() == 0 or tr.sum() < 3:
+            continue
+        err = []
+        for cand in (base[:, e], flat_pred[:, e]):
+            pe = cand[te]
+            if s.residual_kriging:
+                pe = pe + _rk_at(gx, gy, tr, flat_t[tr, e] - cand[tr], te, s.kriging_points, s.seed)
+            err.append(float(np.sqrt(np.mean((flat_t[te, e] - pe) ** 2))))
+        keep[e] = err[1] < err[0]
+        net_gain[ELEMENTS[e] if n_el == len(ELEMENTS) else str(e)] = (err[0], err[1])
+    flat_pred[:, ~keep] = base[:, ~keep]
+    flat_em = full_em
+    if curve:
+        curve[-1]["drift"] = " ".join(str(c) for c in drift_choice)
+        curve[-1]["net_kept"] = " ".join(str(int(k)) for k in keep)
+        curve[-1]["net_validation_rmse"] = " ".join(f"{k}:{a:.4g}/{b:.4g}" for k, (a, b) in net_gain.items())
     # 3. residual kriging of what the network left on the observed pixels
     if s.residual_kriging:
-        from .baselines import _local_km
-        lat0 = float(np.mean(lat2))
-        lon0 = float(np.degrees(np.arctan2(np.mean(np.sin(np.radians(lon2))), np.mean(np.cos(np.radians(lon2))))))
-        gx, gy = _local_km(lat2.ravel(), lon2.ravel(), lat0, lon0)
         p_rk = subrange(p, 0.9, 1.0)
         for e in range(n_el):
             p.check()

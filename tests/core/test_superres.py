@@ -319,3 +319,44 @@ def test_unconstrained_element_is_not_predicted():
     assert np.isnan(p[6]).all()
     others = np.delete(p, 6, axis=0)
     assert np.isfinite(others).all() and (others > 0).all()
+
+
+def test_block_folds_by_hand():
+    m = np.zeros((4, 12), bool)
+    m[:, [0, 1, 4, 5, 8, 9]] = True             # three 2-column "tracks"
+    f = T.block_folds(m, block=4, n_folds=3, seed=0)
+    assert (f[~m] == -1).all()
+    # 4-px column blocks 0, 1, 2: one track each, dealt to three different folds, whole columns alike
+    assert sorted({int(f[0, c]) for c in (0, 4, 8)}) == [0, 1, 2]
+    for c in (0, 4, 8):
+        assert (f[:, c] == f[0, c]).all() and (f[:, c + 1] == f[0, c]).all()
+    # block narrowed to cols // (2 n_folds) = 2 px when asked wider than the grid allows
+    f2 = T.block_folds(m, block=50, n_folds=3, seed=0)
+    assert len(np.unique(f2[m])) == 3
+
+
+def test_drift_selection_keeps_albedo_only_where_it_helps():
+    """Element 0 = 10 + 3 x (window-mean albedo) + noise; element 1 = 5 + noise, independent of the
+    albedo. Cross-validation must give element 0 an albedo drift and element 1 the plain mean."""
+    rng = np.random.default_rng(3)
+    rows, cols = 30, 60
+    lat = np.linspace(10, 9, rows)
+    lon = np.linspace(0, 2, cols)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    from scipy import ndimage
+    alb = ndimage.gaussian_filter(rng.standard_normal((rows, cols)), 3) + 0.3 * rng.standard_normal((rows, cols))
+    cand = T.drift_candidates(la, lo, alb, window=6)
+    assert set(cand) == {"mean", "albedo", "albedo+position"}
+    f = cand["albedo"][..., 1]
+    np.testing.assert_allclose([f.mean(), f.std()], [0, 1], atol=1e-9)
+    ref = ndimage.uniform_filter(alb, 6, mode="reflect")
+    np.testing.assert_allclose(f, (ref - ref.mean()) / ref.std(), atol=1e-9)
+    y = np.stack([10 + 3 * f + 0.05 * rng.standard_normal(f.shape), 5 + 0.3 * rng.standard_normal(f.shape)], -1)
+    mask = np.zeros((rows, cols), bool)
+    mask[:, ::4] = True
+    em = np.repeat(mask.reshape(-1, 1), 2, axis=1)
+    s = dict(residual_kriging=False, cv_block=8)
+    base, rms, choice = T.classical_drift(la, lo, None, alb, y.reshape(-1, 2), em, None, s)
+    assert choice[0] in ("albedo", "albedo+position") and choice[1] == "mean"
+    assert rms[0] == pytest.approx(0.05, rel=0.3)
+    np.testing.assert_allclose(base[:, 1], y.reshape(-1, 2)[mask.ravel(), 1].mean(), rtol=1e-5)  # ridge 1e-6
