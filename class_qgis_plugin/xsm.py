@@ -261,54 +261,42 @@ def find_arf(pha_path, header=None):
 def read_xsm_pha(path):
     """Read a type I XSM spectrum (``xsmgenspec`` output) into an :class:`XSMSpectrum`.
 
-    Counts from ``COUNTS`` (or ``RATE`` x ``EXPOSURE``); ``TSTART``/``TSTOP`` (MET) from the
-    header, or from ``DATE-OBS``/``DATE-END`` when absent; GTI from a ``GTI`` extension when
-    present, else ``[[TSTART, TSTOP]]``.
+    The spectrum itself is read by :func:`ogip.read_pha` (``COUNTS`` or ``RATE`` x ``EXPOSURE``,
+    errors naming the file and key); ``TSTART``/``TSTOP`` (MET) come from the header, or from
+    ``DATE-OBS``/``DATE-END`` when absent; GTI from a ``GTI`` extension when present, else
+    ``[[TSTART, TSTOP]]``.
     """
+    from .ogip import read_pha
+
     path = os.fspath(path)
-    with _open(path) as hdul:
-        hdu = _spectrum_hdu(hdul, path)
-        h = hdu.header
-        data = hdu.data
-        names = [n.upper() for n in hdu.columns.names]
-        if data is None or len(data) == 0:
-            raise ClassXRFError(path, "spectrum table is empty", key="SPECTRUM")
-        exposure = _fnum(h, "EXPOSURE", path)
-        if not np.isfinite(exposure) or exposure <= 0:
-            raise ClassXRFError(path, f"exposure must be positive (got {exposure})", key="EXPOSURE")
-        if "COUNTS" in names:
-            counts = np.asarray(data["COUNTS"], float)
-        elif "RATE" in names:
-            counts = np.asarray(data["RATE"], float) * exposure
-        else:
-            raise ClassXRFError(path, "neither COUNTS nor RATE column", key="COUNTS")
-        if counts.ndim != 1:
+    if not os.path.isfile(path):
+        raise ClassXRFError(path, "XSM spectrum file not found")
+    try:
+        pha = read_pha(path)
+    except ClassXRFError as exc:
+        if "type II" in exc.problem:
             raise ClassXRFError(path, "is a type II (time-resolved) file: use read_xsm_typeii",
-                                key="COUNTS")
-        if not np.all(np.isfinite(counts)):
-            raise ClassXRFError(path, "spectrum has non-finite values", key="COUNTS")
-        channel = (np.asarray(data["CHANNEL"], np.int64) if "CHANNEL" in names
-                   else np.arange(counts.size) + int(h.get("TLMIN1", 0)))
-        sys_err = np.asarray(data["SYS_ERR"], float) if "SYS_ERR" in names else None
-        mjdref = mjdref_of(h, path) if ("MJDREF" in h or "MJDREFI" in h) else XSM_MJDREF
-        timesys = str(h.get("TIMESYS", "UTC")).strip()
-        if "TSTART" in h and "TSTOP" in h:
-            tstart, tstop = _fnum(h, "TSTART", path), _fnum(h, "TSTOP", path)
-        elif "DATE-OBS" in h and "DATE-END" in h:
-            tstart = utc_to_met(str(h["DATE-OBS"]), mjdref, timesys)
-            tstop = utc_to_met(str(h["DATE-END"]), mjdref, timesys)
-        else:
-            raise ClassXRFError(path, "no time range (TSTART/TSTOP or DATE-OBS/DATE-END)",
-                                key="TSTART")
-        if tstop < tstart:
-            raise ClassXRFError(path, f"TSTOP {tstop} is before TSTART {tstart}", key="TSTOP")
+                                key="COUNTS") from None
+        raise
+    h = pha.header
+    mjdref = mjdref_of(h, path) if ("MJDREF" in h or "MJDREFI" in h) else XSM_MJDREF
+    timesys = str(h.get("TIMESYS", "UTC")).strip()
+    if "TSTART" in h and "TSTOP" in h:
+        tstart, tstop = _fnum(h, "TSTART", path), _fnum(h, "TSTOP", path)
+    elif "DATE-OBS" in h and "DATE-END" in h:
+        tstart = utc_to_met(str(h["DATE-OBS"]), mjdref, timesys)
+        tstop = utc_to_met(str(h["DATE-END"]), mjdref, timesys)
+    else:
+        raise ClassXRFError(path, "no time range (TSTART/TSTOP or DATE-OBS/DATE-END)", key="TSTART")
+    if tstop < tstart:
+        raise ClassXRFError(path, f"TSTOP {tstop} is before TSTART {tstart}", key="TSTOP")
+    with _open(path) as hdul:
         gti = _read_gti(hdul, h, path)
-        if gti is None:
-            gti = np.array([[tstart, tstop]], float)
-        header = _header_dict(h)
-    return XSMSpectrum(counts=counts, channel=channel, exposure=exposure, tstart=tstart,
-                       tstop=tstop, mjdref=mjdref, timesys=timesys, gti=gti, sys_err=sys_err,
-                       header=header, path=path, arf_path=find_arf(path, header))
+    if gti is None:
+        gti = np.array([[tstart, tstop]], float)
+    return XSMSpectrum(counts=np.asarray(pha.counts, float), channel=np.asarray(pha.channel, np.int64),
+                       exposure=float(pha.exposure), tstart=tstart, tstop=tstop, mjdref=mjdref, timesys=timesys,
+                       gti=gti, sys_err=pha.sys_err, header=h, path=path, arf_path=find_arf(path, h))
 
 
 def read_xsm_typeii(path):
