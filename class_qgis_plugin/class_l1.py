@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import ClassXRFError
-from .ogip import header_float, header_to_dict, parse_card_image, parse_utc
+from .ogip import header_float, parse_card_image, parse_utc
 
 __all__ = ["ClassFrame", "read_class_l1", "rebin_channels", "CLASS_CHANNELS", "FRAME_SECONDS"]
 
@@ -168,17 +168,14 @@ def _fast_table(path, buf):
 
 def _astropy_table(path):
     """The SPECTRUM table and header through astropy (any valid layout)."""
-    from .ogip import _colnames, _column, _find_hdu, _open_fits, _read_table_data
-    hdul = _open_fits(path)
+    from .ogip import _column, open_fits, spectrum_table
+    hdul = open_fits(path)
     try:
-        hdu = _find_hdu(hdul, path, ["SPECTRUM"], "HDUCLAS1", ("SPECTRUM",), column="COUNTS")
-        hdr, comments = header_to_dict(hdu.header)
-        data = _read_table_data(hdu, path)
-        names = _colnames(data)
-        cols = {}
-        for key in ("CHANNEL", "COUNTS", "RATE"):
-            if key in names:
-                cols[key] = _column(data, key, path)
+        hdr, comments, data, key, values = spectrum_table(hdul, path)
+        cols = {key: values}
+        channel = _column(data, "CHANNEL", path, required=False)
+        if channel is not None:
+            cols["CHANNEL"] = channel
         return hdr, comments, cols
     finally:
         hdul.close()

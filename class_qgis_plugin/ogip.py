@@ -35,7 +35,7 @@ from .errors import ClassXRFError
 
 __all__ = [
     "PHA", "RMF", "ARF", "read_pha", "read_pha_typeii", "write_pha", "read_rmf", "write_rmf",
-    "read_arf", "write_arf", "header_float", "header_value", "parse_card_image", "parse_utc",
+    "read_arf", "write_arf", "open_fits", "spectrum_table", "header_float", "header_value", "parse_card_image", "parse_utc",
     "header_to_dict", "atomic_fits_write",
 ]
 
@@ -244,7 +244,8 @@ def format_utc(dt):
 # FITS access with clear errors
 # --------------------------------------------------------------------------------------------
 
-def _open_fits(path):
+def open_fits(path):
+    """Open a FITS file; a missing, non-FITS or unreadable file raises :class:`ClassXRFError`."""
     from astropy.io import fits
     p = os.fspath(path)
     if not os.path.exists(p):
@@ -327,6 +328,19 @@ def atomic_fits_write(path, hdul):
 # --------------------------------------------------------------------------------------------
 # PHA
 # --------------------------------------------------------------------------------------------
+
+def spectrum_table(hdul, path):
+    """The ``SPECTRUM`` table of an open PHA file: ``(header dict, comments, data, key, values)``
+    where ``key`` is ``COUNTS`` or ``RATE`` and ``values`` that column."""
+    hdu = _find_hdu(hdul, path, ["SPECTRUM"], "HDUCLAS1", ("SPECTRUM",), column="COUNTS")
+    header, comments = header_to_dict(hdu.header)
+    data = _read_table_data(hdu, path)
+    names = _colnames(data)
+    if "COUNTS" not in names and "RATE" not in names:
+        raise ClassXRFError(path, "spectrum has neither a COUNTS nor a RATE column", key="COUNTS")
+    key = "COUNTS" if "COUNTS" in names else "RATE"
+    return header, comments, data, key, _column(data, key, path)
+
 
 @dataclass
 class PHA:
@@ -439,17 +453,9 @@ def read_pha(path):
     Counts come from ``COUNTS`` or from ``RATE`` x ``EXPOSURE``. A type II file raises an error
     pointing to :func:`read_pha_typeii`.
     """
-    hdul = _open_fits(path)
+    hdul = open_fits(path)
     try:
-        hdu = _find_hdu(hdul, path, ["SPECTRUM"], "HDUCLAS1", ("SPECTRUM",), column="COUNTS")
-        header, comments = header_to_dict(hdu.header)
-        data = _read_table_data(hdu, path)
-        names = _colnames(data)
-        if "COUNTS" not in names and "RATE" not in names:
-            raise ClassXRFError(path, "spectrum has neither a COUNTS nor a RATE column",
-                                key="COUNTS")
-        key = "COUNTS" if "COUNTS" in names else "RATE"
-        values = _column(data, key, path)
+        header, comments, data, key, values = spectrum_table(hdul, path)
         if values.ndim > 1 or str(header.get("HDUCLAS4", "")).strip().upper() == "TYPE:II":
             raise ClassXRFError(path, "is a type II PHA file (one spectrum per row); "
                                 "use read_pha_typeii", key=key)
@@ -476,22 +482,15 @@ def read_pha_typeii(path):
     Per-row quantities (``EXPOSURE``, ``BACKSCAL``, ...) may be columns (scalar per row, or a
     vector per channel) or header keys shared by all rows. A type I file gives a one-item list.
     """
-    hdul = _open_fits(path)
+    hdul = open_fits(path)
     try:
-        hdu = _find_hdu(hdul, path, ["SPECTRUM"], "HDUCLAS1", ("SPECTRUM",), column="COUNTS")
-        header, comments = header_to_dict(hdu.header)
-        data = _read_table_data(hdu, path)
-        names = _colnames(data)
-        if "COUNTS" not in names and "RATE" not in names:
-            raise ClassXRFError(path, "spectrum has neither a COUNTS nor a RATE column",
-                                key="COUNTS")
-        key = "COUNTS" if "COUNTS" in names else "RATE"
-        values = _column(data, key, path)
+        header, comments, data, key, values = spectrum_table(hdul, path)
         if values.ndim == 1:
             hdul.close()
             return [read_pha(path)]
         out = []
         n_rows = values.shape[0]
+        names = _colnames(data)
         chan_col = _column(data, "CHANNEL", path, required=False)
         for r in range(n_rows):
             row_header = dict(header)
@@ -812,7 +811,7 @@ def read_rmf(path):
     from ``TLMIN`` of the ``F_CHAN`` column (or a bare ``TLMIN`` key as CLASS writes it, or
     ``EBOUNDS`` ``CHANNEL[0]``, or 1 as the OGIP default).
     """
-    hdul = _open_fits(path)
+    hdul = open_fits(path)
     try:
         eb = _find_hdu(hdul, path, ["EBOUNDS"], "HDUCLAS2", ("EBOUNDS",), column="E_MIN")
         mx = _find_hdu(hdul, path, ["MATRIX", "SPECRESP MATRIX"], "HDUCLAS2",
@@ -989,7 +988,7 @@ class ARF:
 def read_arf(path):
     """Read an OGIP ARF (``SPECRESP`` extension). Energy columns ``ENERG_LO``/``ENERG_HI`` or
     CLASS's ``E_LOW``/``E_HIGH``."""
-    hdul = _open_fits(path)
+    hdul = open_fits(path)
     try:
         hdu = _find_hdu(hdul, path, ["SPECRESP"], "HDUCLAS2", ("SPECRESP",), column="SPECRESP")
         header, _ = header_to_dict(hdu.header)

@@ -541,15 +541,9 @@ class TableModel:
 
 def read_table_model(path):
     """Read an XSPEC table model FITS file (``PARAMETERS``, ``ENERGIES``, ``SPECTRA``)."""
-    from astropy.io import fits
+    from .ogip import open_fits
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ClassXRFError(path, "table model file not found")
-    try:
-        hdul = fits.open(path, memmap=False)
-    except Exception as exc:
-        raise ClassXRFError(path, f"cannot be read as FITS ({exc})") from None
-    with hdul:
+    with open_fits(path) as hdul:
         ext = {str(h.header.get("EXTNAME", "")).strip().upper(): h for h in hdul[1:]}
         for need in ("PARAMETERS", "ENERGIES", "SPECTRA"):
             if need not in ext:

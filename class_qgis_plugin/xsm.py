@@ -44,6 +44,7 @@ import numpy as np
 
 from .errors import ClassXRFError
 from .progress import as_progress
+from .ogip import open_fits
 
 __all__ = [
     "XSMSpectrum", "XSMTypeII", "XSMResponse", "read_xsm_pha", "read_xsm_typeii",
@@ -178,19 +179,6 @@ class XSMTypeII:
     arf_path: Optional[str] = None
 
 
-def _open(path):
-    from astropy.io import fits
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise ClassXRFError(p, "XSM spectrum file not found")
-    try:
-        hdul = fits.open(p, memmap=False)
-        hdul.verify("silentfix")
-        return hdul
-    except Exception as exc:  # truncated / not FITS
-        raise ClassXRFError(p, f"cannot be read as FITS ({exc})") from None
-
-
 def _spectrum_hdu(hdul, path):
     for h in hdul[1:]:
         if str(h.header.get("EXTNAME", "")).strip().upper() == "SPECTRUM":
@@ -290,7 +278,7 @@ def read_xsm_pha(path):
         raise ClassXRFError(path, "no time range (TSTART/TSTOP or DATE-OBS/DATE-END)", key="TSTART")
     if tstop < tstart:
         raise ClassXRFError(path, f"TSTOP {tstop} is before TSTART {tstart}", key="TSTOP")
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         gti = _read_gti(hdul, h, path)
     if gti is None:
         gti = np.array([[tstart, tstop]], float)
@@ -304,7 +292,7 @@ def read_xsm_typeii(path):
     ``TSTOP`` (MET) and ``EXPOSURE`` columns (``EXPOSURE`` may be a header key), ``COUNTS`` or
     ``RATE`` vector column, and an optional ``GTI`` extension."""
     path = os.fspath(path)
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         hdu = _spectrum_hdu(hdul, path)
         h = hdu.header
         data = hdu.data
