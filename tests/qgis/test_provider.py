@@ -15,7 +15,7 @@ def test_provider_registered_with_algorithms(plugin):
 
 
 def test_plugin_loads_where_heavy_packages_are_missing(tmp_path):
-    """In a Python that cannot import torch, torch_geometric, xraylib, astropy, scipy, shapely, pyogrio or rasterio,
+    """In a Python that cannot import numpy, torch, torch_geometric, xraylib, astropy, scipy, shapely, pyogrio or rasterio,
     the plugin still loads and the provider lists every algorithm (heavy imports happen in the worker)."""
     import os
     import subprocess
@@ -28,7 +28,7 @@ def test_plugin_loads_where_heavy_packages_are_missing(tmp_path):
     os.symlink(root, plugins / "class_qgis")
     code = f"""
 import sys, importlib.abc
-BLOCKED = {{"torch", "torch_geometric", "torch_optimizer", "xraylib", "astropy", "scipy", "shapely", "pyogrio",
+BLOCKED = {{"numpy", "torch", "torch_geometric", "torch_optimizer", "xraylib", "astropy", "scipy", "shapely", "pyogrio",
            "rasterio", "pykrige"}}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
