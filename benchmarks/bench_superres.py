@@ -7,22 +7,28 @@ into ``--work`` (reused when already there). Each GIB pixel is traced to its orb
 sub-footprint of ``sub_footprints.gpkg`` -> obs_id -> track, from the observation times: one orbit
 apart). The tracks are binned by their mean column into ``--block``-pixel-wide spatial blocks, and
 whole blocks of whole tracks are held out (seeded) until 20 % of the observed tracks are: no
-held-out pixel shares a track, or a co-added footprint, with a training pixel.
+held-out pixel shares a track, or a co-added footprint, with a training pixel. Each seed of
+``--splits`` draws another hold-out and trains the hybrid again: the headline is the mean RMSE over
+the draws (one draw is at the mercy of which blocks it holds out; Na's whole signal is a few
+hundredths of a wt%).
 
 ``--synthetic``: the benchmark's own synthetic field
 (:func:`class_qgis_plugin.superres.baselines.synthetic_region`), 20 % of the track pixels held out in
 ``--block`` x ``--block`` pixel blocks.
 
-Prints per element the RMSE (wt%) on held-out pixels against the truth raster of the hybrid, IDW,
-ordinary kriging (OK) and kriging with the albedo as external drift (KED), the ablations of the
-hybrid (drift alone, drift + network without the residual kriging), the time to train + predict
-the region, the drift chosen per element, which elements keep the network's correction (validated
-on observed pixels kept out of its training) and the peak memory (resource.getrusage, whole process). Elements the inversion left
+Prints per draw and averaged over the draws, per element, the RMSE (wt%) on held-out pixels against
+the truth raster of the hybrid, IDW, ordinary kriging (OK) and kriging with the albedo as external
+drift (KED; both krigings with PyKrige's variogram fit and every training observation in the
+system, :mod:`class_qgis_plugin.superres.baselines`), the ablations of the
+hybrid's classical parts alone (drift; drift + residual kriging, no network; ``--ablation`` adds the
+network without residual kriging), the time to train + predict the region, the drift chosen per
+element, which elements keep the network's correction (validated on observed pixels kept out of its
+training) and the peak memory (resource.getrusage, whole process). Elements the inversion left
 unconstrained have no observation: no method predicts them ("-").
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_superres.py [--tracks 72] [--threads 2]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_superres.py [--tracks 72] [--threads 2] [--splits 0,1,2,3,4]
     # shorter training while experimenting (any SuperResSettings field):
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_superres.py --setting sweeps=2 --setting steps_per_subgraph=2
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_superres.py --splits 0 --setting sweeps=1 --setting steps_per_subgraph=1
     .venv/bin/python benchmarks/bench_superres.py --synthetic --ks 16,8
 """
 import argparse
@@ -132,67 +138,12 @@ def rmse(pred, truth):
         return np.sqrt(np.mean((pred - truth) ** 2, axis=0))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--simulated", action="store_true", default=True, help="the plugin's simulated data set (default)")
-    mode.add_argument("--synthetic", action="store_true", help="the benchmark's own synthetic region instead")
-    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "bench_superres_demo"),
-                    help="folder of the simulated data set (reused)")
-    ap.add_argument("--tracks", type=int, default=72, help="orbit tracks of the simulated data set")
-    ap.add_argument("--ks", default="16", help="k values to run; the first is the headline")
-    ap.add_argument("--block", type=int, default=50, help="hold-out block size in pixels")
-    ap.add_argument("--seed", type=int, default=42, help="simulation seed (simulated) / field seed (synthetic)")
-    ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--kriging-points", type=int, default=1000,
-                    help="observations used by every kriging, the hybrid's residual kriging included "
-                         "(PyKrige's UniversalKriging always computes its O(n^4) fit statistics: keep it small)")
-    ap.add_argument("--ablation", action="store_true", help="also train without the residual kriging")
-    ap.add_argument("--setting", action="append", default=[], help="extra setting NAME=VALUE (python literal)")
-    args = ap.parse_args()
-
-    import ast
-    import torch
-    torch.set_num_threads(args.threads)
-    extra = {}
-    for kv in args.setting:
-        k, v = kv.split("=", 1)
-        extra[k] = ast.literal_eval(v)
-
-    tmp = tempfile.mkdtemp(prefix="bench_superres_")
-    if args.synthetic:
-        region = (3, 3)
-        lat, lon = geo.region_grid(*region)
-        gib, albedo, truth = synthetic_files(tmp, region, args.seed)
-        target, _err, nobs, _ = T.read_gib(gib)
-        track = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
-        train, test = B.block_holdout(track, block=args.block, fraction=0.2, seed=args.split_seed)
-        source = (f"synthetic region {region} (seed {args.seed}); {test.sum()} of {track.sum()} observed pixels "
-                  f"held out in {args.block} x {args.block} px blocks")
-    else:
-        region = SIM_REGION
-        lat, lon = geo.region_grid(*region)
-        gib, albedo, truth = simulated_files(args.work, args.tracks, args.seed)
-        target, _err, nobs, _ = T.read_gib(gib)
-        track = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
-        tr = pixel_tracks(args.work, lat, lon, track)
-        train, test, n_held, n_tr = track_block_holdout(tr, block=args.block, fraction=0.2, seed=args.split_seed)
-        source = (f"simulated data set {gib} (seed {args.seed}, {args.tracks} tracks); {n_held} of {n_tr} tracks "
-                  f"held out whole in {args.block}-px column blocks: {test.sum()} of {track.sum()} GIB pixels")
-    a_region, thr = T._albedo_on_region(albedo, lat, lon)
-    if thr is None:
-        from class_qgis_plugin.albedo import otsu_albedo_threshold
-        thr = otsu_albedo_threshold(a_region[np.isfinite(a_region)])
-    print(f"# {source}; {args.threads} torch threads, device {args.device}")
+def evaluate_split(args, extra, tmp, gib, albedo, region, truth, target, err, train, test, a_region, thr, ks):
+    """Hybrid runs, baselines and classical ablations on one train/test split: (results, timings, notes)."""
+    lat, lon = geo.region_grid(*region)
     ok_test = test & np.all(np.isfinite(truth), axis=-1)
     observed_el = np.isfinite(target[train]).sum(axis=0) >= T.SuperResSettings().min_obs
-
-    results = {}
-    timings = {}
-    ks = [int(k) for k in args.ks.split(",")]
-    base_rss = peak_mb()
+    results, timings, notes = {}, {}, []
     runs = [(f"hybrid k={k}", dict(k=k)) for k in ks]
     if args.ablation:
         runs.append((f"net, no RK k={ks[0]}", dict(k=ks[0], residual_kriging=False)))
@@ -205,9 +156,8 @@ def main():
         results[name] = rmse(np.moveaxis(pred, 0, -1)[ok_test], truth[ok_test])
         timings[name] = (dt, peak_mb(), curve[-1]["loss"], curve[-1].get("train_seconds", float("nan")))
         if "net_kept" in curve[-1]:
-            print(f"# {name}: drift {curve[-1]['drift']}; network kept per element {curve[-1]['net_kept']}; "
-                  f"validation RMSE drift+RK / drift+net+RK {curve[-1]['net_validation_rmse']}")
-    hybrid_peak = peak_mb()
+            notes.append(f"{name}: drift {curve[-1]['drift']}; network kept per element {curve[-1]['net_kept']}; "
+                         f"validation RMSE drift+RK / drift+net+RK {curve[-1]['net_validation_rmse']}")
 
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     ql, qo = la[ok_test], lo[ok_test]
@@ -222,59 +172,163 @@ def main():
         t0 = time.perf_counter()
         base["IDW"][:, e] = B.idw(ol, oo, ov, ql, qo)
         t1 = time.perf_counter()
-        base["OK"][:, e] = B.ordinary_kriging(ol, oo, ov, ql, qo, max_points=args.kriging_points,
-                                              seed=args.split_seed)
+        base["OK"][:, e] = B.ordinary_kriging(ol, oo, ov, ql, qo, max_points=args.kriging_points, seed=0)
         t2 = time.perf_counter()
         base["KED albedo"][:, e] = B.kriging_albedo_drift(ol, oo, ov, fa[sel], ql, qo, fa[ok_test],
-                                                          max_points=args.kriging_points, seed=args.split_seed)
+                                                          max_points=args.kriging_points, seed=0)
         t3 = time.perf_counter()
         tb["IDW"] += t1 - t0
         tb["OK"] += t2 - t1
         tb["KED albedo"] += t3 - t2
     for n, v in base.items():
         results[n] = rmse(v, truth[ok_test])
+        timings[n] = tb[n]
     # ablations without training: the hybrid's classical parts alone
     mare = np.where(np.isfinite(a_region) & (a_region < thr), 1.0, 0.0)
     flat_t = target.reshape(-1, 8)
     em = (train.ravel()[:, None] & np.isfinite(flat_t)) & observed_el[None]
-    pw = T.gib_pixel_weight(target, _err, train).ravel()
+    pw = T.gib_pixel_weight(target, err, train).ravel()
     s_abl = T.SuperResSettings.from_dict(dict(seed=0, kriging_points=args.kriging_points, **extra))
     gx, gy = B._local_km(la.ravel(), lo.ravel(), float(np.mean(lat)), float(np.mean(lon)))
     drift, _, choice = T.classical_drift(la, lo, mare, a_region, flat_t, em, pw, s_abl, gx, gy)
     drift[:, ~observed_el] = np.nan
-    print("# drift per element (" + s_abl.drift + "): "
-          + ", ".join(f"{e} {c}" for e, c, o in zip(ELEMENTS, choice, observed_el) if o))
+    notes.append("drift per element (" + s_abl.drift + "): "
+                 + ", ".join(f"{e} {c}" for e, c, o in zip(ELEMENTS, choice, observed_el) if o))
     results["drift only"] = rmse(drift.reshape(*la.shape, 8)[ok_test], truth[ok_test])
-    rk = drift.copy()
+    q = ok_test.ravel()
+    rk = drift[q].copy()
     for e in np.nonzero(observed_el)[0]:
         sel = em[:, e]
-        rk[:, e] += T.dual_ordinary_kriging(gx[sel], gy[sel], flat_t[sel, e] - drift[sel, e], gx, gy,
-                                            max_points=args.kriging_points)
-    results["drift + RK"] = rmse(rk.reshape(*la.shape, 8)[ok_test], truth[ok_test])
+        rk[:, e] += T.dual_ordinary_kriging(gx[sel], gy[sel], flat_t[sel, e] - drift[sel, e], gx[q], gy[q],
+                                            max_points=args.kriging_points, nlags=s_abl.variogram_lags)
+    results["drift + RK"] = rmse(rk, truth[ok_test])
+    return results, timings, notes, truth[ok_test].mean(axis=0), int(ok_test.sum())
 
-    def fmt(v):
-        return f"{v:8.3f}" if np.isfinite(v) else f"{'-':>8}"
-    mean_truth = truth[ok_test].mean(axis=0)
-    print(f"\nRMSE on {ok_test.sum()} held-out pixels (wt%) against the truth raster; last column: mean over "
-          "the predicted elements of RMSE / mean truth")
+
+def fmt(v):
+    return f"{v:8.3f}" if np.isfinite(v) else f"{'-':>8}"
+
+
+def print_table(results, mean_truth, head):
     print(f"{'method':<18}" + "".join(f"{e:>8}" for e in ELEMENTS) + f"{'rel':>8}")
     print(f"{'(truth mean)':<18}" + "".join(fmt(v) for v in mean_truth))
     for name, r in results.items():
         print(f"{name:<18}" + "".join(fmt(v) for v in r) + f"{np.nanmean(r / mean_truth):8.4f}")
-    head = results[runs[0][0]]
-    print("\nhybrid RMSE / baseline RMSE per element (< 1: the hybrid is better)")
+    print("hybrid RMSE / baseline RMSE per element (< 1: the hybrid is better)")
     for name in ("IDW", "OK", "KED albedo"):
-        ratio = head / results[name]
+        ratio = results[head] / results[name]
         print(f"{name:<18}" + "".join(fmt(v) for v in ratio) + f"   max {np.nanmax(ratio):.3f}")
-    wins = all(np.nanmax(head / results[n]) < 1 for n in ("IDW", "OK", "KED albedo"))
+    wins = all(np.nanmax(results[head] / results[n]) < 1 for n in ("IDW", "OK", "KED albedo"))
     print(f"hybrid beats all three baselines on every predicted element: {wins}")
-    print("\ntraining + prediction of one 342 x 682 region (features, drift, network, residual kriging)")
-    for name, (dt, pk, loss, tsec) in timings.items():
-        print(f"  {name:<18} {dt:8.1f} s (network training {tsec:.1f} s)   peak RSS {pk:8.0f} MB   "
-              f"final loss {loss:.4g}")
-    print(f"  peak RSS before training {base_rss:.0f} MB, after all hybrid runs {hybrid_peak:.0f} MB")
-    print(f"  baselines (all elements): IDW {tb['IDW']:.1f} s, OK {tb['OK']:.1f} s, KED {tb['KED albedo']:.1f} s "
-          f"(at most {args.kriging_points} kriging points)")
+    return wins
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--simulated", action="store_true", default=True, help="the plugin's simulated data set (default)")
+    mode.add_argument("--synthetic", action="store_true", help="the benchmark's own synthetic region instead")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "bench_superres_demo"),
+                    help="folder of the simulated data set (reused)")
+    ap.add_argument("--tracks", type=int, default=72, help="orbit tracks of the simulated data set")
+    ap.add_argument("--ks", default="16", help="k values to run; the first is the headline")
+    ap.add_argument("--block", type=int, default=50, help="hold-out block size in pixels")
+    ap.add_argument("--seed", type=int, default=42, help="simulation seed (simulated) / field seed (synthetic)")
+    ap.add_argument("--splits", default="0,1,2,3,4",
+                    help="seeds of the hold-out draws; each is a full train + evaluate run, the headline is "
+                         "the mean RMSE over them")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--kriging-points", type=int, default=4000,
+                    help="observations in every kriging system, the hybrid's residual kriging included "
+                         "(a seeded subset beyond; the simulated region's training sets have about 2,400)")
+    ap.add_argument("--ablation", action="store_true", help="also train without the residual kriging")
+    ap.add_argument("--setting", action="append", default=[], help="extra setting NAME=VALUE (python literal)")
+    args = ap.parse_args()
+
+    import ast
+    import torch
+    torch.set_num_threads(args.threads)
+    extra = {}
+    for kv in args.setting:
+        k, v = kv.split("=", 1)
+        extra[k] = ast.literal_eval(v)
+
+    tmp = tempfile.mkdtemp(prefix="bench_superres_")
+    splits = [int(v) for v in args.splits.split(",")]
+    if args.synthetic:
+        region = (3, 3)
+        lat, lon = geo.region_grid(*region)
+        gib, albedo, truth = synthetic_files(tmp, region, args.seed)
+        target, err, nobs, _ = T.read_gib(gib)
+        track = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
+
+        def split_of(seed):
+            train, test = B.block_holdout(track, block=args.block, fraction=0.2, seed=seed)
+            return train, test, (f"{test.sum()} of {track.sum()} observed pixels held out in "
+                                 f"{args.block} x {args.block} px blocks")
+        source = f"synthetic region {region} (seed {args.seed})"
+    else:
+        region = SIM_REGION
+        lat, lon = geo.region_grid(*region)
+        gib, albedo, truth = simulated_files(args.work, args.tracks, args.seed)
+        target, err, nobs, _ = T.read_gib(gib)
+        track = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
+        tr = pixel_tracks(args.work, lat, lon, track)
+
+        def split_of(seed):
+            train, test, n_held, n_tr = track_block_holdout(tr, block=args.block, fraction=0.2, seed=seed)
+            return train, test, (f"{n_held} of {n_tr} tracks held out whole in {args.block}-px column blocks: "
+                                 f"{test.sum()} of {track.sum()} GIB pixels")
+        source = f"simulated data set {gib} (seed {args.seed}, {args.tracks} tracks)"
+    a_region, thr = T._albedo_on_region(albedo, lat, lon)
+    if thr is None:
+        from class_qgis_plugin.albedo import otsu_albedo_threshold
+        thr = otsu_albedo_threshold(a_region[np.isfinite(a_region)])
+    print(f"# {source}; {args.threads} torch threads, device {args.device}; hold-out draws {splits}")
+    ks = [int(k) for k in args.ks.split(",")]
+    head = f"hybrid k={ks[0]}"
+    base_rss = peak_mb()
+    per_split, all_timings = [], []
+    for sd in splits:
+        train, test, desc = split_of(sd)
+        res, tim, notes, mean_truth, n_test = evaluate_split(args, extra, tmp, gib, albedo, region, truth, target,
+                                                            err, train, test, a_region, thr, ks)
+        print(f"\n## hold-out draw {sd}: {desc}; RMSE on {n_test} held-out pixels (wt%) against the truth raster; "
+              "last column: mean over the predicted elements of RMSE / mean truth")
+        for n in notes:
+            print("# " + n)
+        print_table(res, mean_truth, head)
+        per_split.append((res, mean_truth))
+        all_timings.append(tim)
+
+    names = list(per_split[0][0])
+    mean_res = {n: np.mean([r[n] for r, _ in per_split], axis=0) for n in names}
+    mean_truth = np.mean([m for _, m in per_split], axis=0)
+    print(f"\n## mean RMSE over the {len(splits)} hold-out draws {splits} (the headline)")
+    wins = print_table(mean_res, mean_truth, head)
+    print("draws in which the hybrid beats all three baselines, per element:")
+    line = ""
+    for e, name in enumerate(ELEMENTS):
+        if not np.isfinite(mean_res[head][e]):
+            line += f"{name} -  "
+            continue
+        n_win = sum(all(r[head][e] < r[b][e] for b in ("IDW", "OK", "KED albedo")) for r, _ in per_split)
+        line += f"{name} {n_win}/{len(splits)}  "
+    print(line)
+    print("\ntraining + prediction of one 342 x 682 region (features, drift, network, residual kriging), "
+          "median over the draws")
+    for k in ks:
+        name = f"hybrid k={k}"
+        dt = np.median([t[name][0] for t in all_timings])
+        tr_s = np.median([t[name][3] for t in all_timings])
+        pk = max(t[name][1] for t in all_timings)
+        print(f"  {name:<18} {dt:8.1f} s (network training {tr_s:.1f} s)   peak RSS {pk:8.0f} MB")
+    print(f"  peak RSS before training {base_rss:.0f} MB")
+    print("  baselines (all elements, median per draw): " + ", ".join(
+        f"{n} {np.median([t[n] for t in all_timings]):.1f} s" for n in ("IDW", "OK", "KED albedo"))
+          + f" (at most {args.kriging_points} kriging points)")
+    return wins
 
 
 if __name__ == "__main__":

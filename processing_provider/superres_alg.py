@@ -36,13 +36,20 @@ subgraph's grid, fused into 8 outputs; node input W, mare/highland flag, latitud
 <li><b>Training</b>: weighted masked MSE and log losses, feature-similarity and spatial-similarity losses, deviation
 from 100 %; two phases, Yogi, cosine annealing, gradient clipping at 1.0, sweeps over the subgraphs in sliding
 order; seeded.</li>
+<li><b>Hybrid with kriging</b>: the network corrects a classical drift per element (the mean, the 12.5 km albedo
+mean, or that plus position, chosen by cross-validation over column blocks of the observed pixels), and the
+residuals on the observed pixels are kriged (regression kriging; variogram fitted with 20 lag bins, every observation
+up to 4,000 in the system). 20 % of the observed pixels (column blocks) are kept out of the network's training: an
+element keeps the network's correction only where it lowers their error by more than 1 %, otherwise its map is
+drift + kriging. The training curve's last row says which elements kept it.</li>
 </ul>
 <h3>Parameters</h3>
 <p><b>GIB folder</b> (populate's output) and <b>albedo</b> raster; the <b>region</b> as row i (0 at 90 N) and column j
 (0 at 180 W), or an <b>extent</b> in lunar degrees whose centre picks the region; <b>k</b> neighbours (the paper used
 100; 16 trains in minutes on a laptop CPU), <b>sweeps</b>, <b>steps per subgraph</b>, <b>seed</b> and the <b>device</b>
 (cpu, or cuda where a GPU is present). Advanced: further settings of the core as a JSON object (subgraph stride and
-size, number of features, hidden sizes, loss weights, drift, residual kriging; unknown names are refused).</p>
+size, number of features, hidden sizes, loss weights, drift, residual kriging, kriging_points, variogram_lags,
+net_validation, net_min_gain; unknown names are refused).</p>
 <h3>Outputs</h3>
 <p>A GeoTIFF of the region in IAU_2015:30100, one band per element (wt%) and a support band (km to the nearest observed
 pixel: large values mean extrapolation), loaded with a colour ramp; the training curve as CSV.</p>"""

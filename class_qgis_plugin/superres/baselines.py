@@ -2,16 +2,17 @@
 
 * :func:`idw`: inverse-distance weighting (Shepard 1968) with great-circle distances, the
   ``n_neighbors`` nearest observations, power ``power``.
-* :func:`ordinary_kriging`: PyKrige's ``OrdinaryKriging`` (constant unknown mean).
-* :func:`kriging_albedo_drift`: PyKrige's ``UniversalKriging`` with ``drift_terms=['specified']``:
-  the mean is a linear function of the albedo given at the observed and at the query points
-  (kriging with an external drift, Wackernagel 2003, ch. 37). PyKrige's ``external_drift`` term
-  takes a drift *raster* sampled at the nearest grid node; passing the albedo at the points
-  themselves is the same model without the resampling step.
+* :func:`ordinary_kriging`: the variogram of PyKrige's ``OrdinaryKriging`` (constant unknown mean);
+* :func:`kriging_albedo_drift`: the variogram of PyKrige's ``UniversalKriging`` with
+  ``drift_terms=['specified']``: the mean is a linear function of the albedo given at the observed
+  and at the query points (kriging with an external drift, Wackernagel 2003, ch. 37). PyKrige's
+  ``external_drift`` term takes a drift *raster* sampled at the nearest grid node; passing the
+  albedo at the points themselves is the same model without the resampling step.
 
-Kriging solves an n x n system (n observations); the observed pixels of a region run to tens of
-thousands, so both krigings use at most ``max_points`` of them (a seeded random subset), which the
-variogram fit and the prediction share. Coordinates are local equirectangular km about the
+Both krigings use at most ``max_points`` observations (a seeded subset beyond; default: every
+observation of a simulated region's training set): the variogram is fitted as PyKrige fits it
+(:func:`fit_variogram`) and the kriging system is solved once, in the dual form (:func:`dual_kriging`;
+equal to PyKrige's ``execute``, tests check both for ordinary and universal kriging). Coordinates are local equirectangular km about the
 points' centre (distortion below 1 % over a 22.5 deg region away from the poles).
 """
 import numpy as np
@@ -61,11 +62,63 @@ def _subset(n, max_points, seed):
     return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
 
 
-def _krige(obs_lat, obs_lon, obs_val, q_lat, q_lon, drift_obs=None, drift_q=None, variogram_model="spherical",
-           max_points=1000, seed=0, chunk=4000):
-    from pykrige.ok import OrdinaryKriging
-    from pykrige.uk import UniversalKriging
+def fit_variogram(x, y, z, variogram_model="spherical", nlags=6):
+    """Variogram of ``z`` at (x, y) (km) as PyKrige fits it (``nlags`` lag bins over the whole range of
+    distances; PyKrige's default 6): ``(variogram_function, parameters)``.
 
+    PyKrige's ``UniversalKriging`` fits its variogram to the data themselves with the same routine
+    as ``OrdinaryKriging`` (drift terms do not enter the fit), so one fit serves both krigings; the
+    ``OrdinaryKriging`` route skips ``UniversalKriging``'s fit statistics, which cost O(n^4) and
+    cannot be turned off (a test checks the parameters are the same)."""
+    from pykrige.ok import OrdinaryKriging
+
+    kr = OrdinaryKriging(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float),
+                         variogram_model=variogram_model, nlags=int(nlags))
+    return kr.variogram_function, list(kr.variogram_model_parameters)
+
+
+def dual_kriging(x, y, z, qx, qy, variogram, drift_obs=None, drift_q=None, chunk=8192):
+    """Ordinary (no drift) or universal kriging (drift columns ``drift_obs`` (n, D) at the observations,
+    ``drift_q`` (m, D) at the queries, plus the constant) of ``z`` at (x, y) onto (qx, qy), in the dual
+    form: the system [[-gamma, F], [F^T, 0]] [lambda; mu] = [z; 0] (F = [1, drift]) is solved once and
+    z*(q) = sum_i -gamma(|q - x_i|) lambda_i + f(q) . mu, equal to the usual weights-times-data form
+    (the system is symmetric) at the cost of one product per query. ``variogram``: (function,
+    parameters) as :func:`fit_variogram` returns; gamma(0) = 0 (an exact interpolator, PyKrige's
+    convention)."""
+    from scipy.spatial.distance import cdist
+
+    fn, par = variogram
+    x, y, z = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
+    n = len(z)
+    F = np.ones((n, 1))
+    Fq = np.ones((len(qx), 1))
+    if drift_obs is not None:
+        F = np.concatenate([F, np.asarray(drift_obs, float).reshape(n, -1)], axis=1)
+        Fq = np.concatenate([Fq, np.asarray(drift_q, float).reshape(len(qx), -1)], axis=1)
+    obs = np.stack([x, y], 1)
+    d = F.shape[1]
+    a = np.zeros((n + d, n + d))
+    a[:n, :n] = -fn(par, cdist(obs, obs))
+    np.fill_diagonal(a[:n, :n], 0.0)
+    a[:n, n:] = F
+    a[n:, :n] = F.T
+    rhs = np.concatenate([z, np.zeros(d)])
+    try:
+        lam = np.linalg.solve(a, rhs)
+    except np.linalg.LinAlgError:
+        lam = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    q = np.stack([np.asarray(qx, float), np.asarray(qy, float)], 1)
+    out = np.empty(len(q))
+    for s0 in range(0, len(q), chunk):
+        dq = cdist(q[s0:s0 + chunk], obs)
+        b = -fn(par, dq)
+        b[dq == 0] = 0.0
+        out[s0:s0 + chunk] = b @ lam[:n] + Fq[s0:s0 + chunk] @ lam[n:]
+    return out
+
+
+def _krige(obs_lat, obs_lon, obs_val, q_lat, q_lon, drift_obs=None, drift_q=None, variogram_model="spherical",
+           max_points=4000, seed=0):
     v = np.asarray(obs_val, float)
     squeeze = v.ndim == 1
     v = v.reshape(len(v), -1)
@@ -74,38 +127,22 @@ def _krige(obs_lat, obs_lon, obs_val, q_lat, q_lon, drift_obs=None, drift_q=None
     lon0 = float(np.degrees(np.arctan2(np.mean(np.sin(np.radians(obs_lon))), np.mean(np.cos(np.radians(obs_lon))))))
     ox, oy = _local_km(np.asarray(obs_lat)[sub], np.asarray(obs_lon)[sub], lat0, lon0)
     qx, qy = _local_km(q_lat, q_lon, lat0, lon0)
+    do = None if drift_obs is None else np.asarray(drift_obs, float)[sub]
     out = np.empty((len(qx), v.shape[1]))
     for t in range(v.shape[1]):
         z = v[sub, t]
-        for pinv in (False, True):
-            try:
-                if drift_obs is None:
-                    kr = OrdinaryKriging(ox, oy, z, variogram_model=variogram_model, pseudo_inv=pinv)
-                else:
-                    kr = UniversalKriging(ox, oy, z, variogram_model=variogram_model, drift_terms=["specified"],
-                                          specified_drift=[np.asarray(drift_obs, float)[sub]], pseudo_inv=pinv)
-                for s in range(0, len(qx), chunk):
-                    e = min(s + chunk, len(qx))
-                    if drift_obs is None:
-                        zz, _ = kr.execute("points", qx[s:e], qy[s:e])
-                    else:
-                        zz, _ = kr.execute("points", qx[s:e], qy[s:e],
-                                           specified_drift_arrays=[np.asarray(drift_q, float)[s:e]])
-                    out[s:e, t] = np.asarray(zz)
-                break
-            except np.linalg.LinAlgError:
-                if pinv:
-                    raise
+        vg = fit_variogram(ox, oy, z, variogram_model)
+        out[:, t] = dual_kriging(ox, oy, z, qx, qy, vg, do, drift_q)
     return out[:, 0] if squeeze else out
 
 
-def ordinary_kriging(obs_lat, obs_lon, obs_val, q_lat, q_lon, variogram_model="spherical", max_points=1000, seed=0):
+def ordinary_kriging(obs_lat, obs_lon, obs_val, q_lat, q_lon, variogram_model="spherical", max_points=4000, seed=0):
     """Ordinary kriging predictions at the query points: (n_query,) or (n_query, T)."""
     return _krige(obs_lat, obs_lon, obs_val, q_lat, q_lon, None, None, variogram_model, max_points, seed)
 
 
 def kriging_albedo_drift(obs_lat, obs_lon, obs_val, obs_albedo, q_lat, q_lon, q_albedo, variogram_model="spherical",
-                         max_points=1000, seed=0):
+                         max_points=4000, seed=0):
     """Kriging with the albedo as external (specified) drift: (n_query,) or (n_query, T)."""
     if len(obs_albedo) != len(obs_lat) or len(q_albedo) != len(q_lat):
         raise ClassXRFError(None, "the albedo drift must be given at every observed and query point", key="albedo")

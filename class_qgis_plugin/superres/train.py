@@ -14,7 +14,9 @@
 * prediction runs every subgraph and averages the overlapping predictions of each pixel;
 * the network corrects a classical drift (:func:`classical_drift`, per element chosen by spatial-block
   cross-validation) and is validated on column blocks of observed pixels it did not train on: per
-  element, its correction is kept only where it lowers the validation error; residual kriging last.
+  element, its correction is kept only where it lowers the validation error by more than
+  ``net_min_gain``; residual kriging last (every observation up to ``kriging_points``, variogram
+  with ``variogram_lags`` lag bins).
 
 Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count.
 
@@ -78,8 +80,12 @@ class SuperResSettings:
     net_validation: float = 0.2    # fraction of the observed pixels (column blocks) kept out of network training
                                    # to validate it: per element its correction is kept only where it lowers
                                    # the validation error of drift + residual kriging (0: always kept)
+    net_min_gain: float = 0.01     # ... by more than this fraction of it: a smaller gain is within the noise of a
+                                   # few validation blocks
     residual_kriging: bool = True  # add the ordinary-kriged residuals of the observed pixels (regression kriging)
-    kriging_points: int = 2000     # observations used by the residual kriging (seeded subset beyond)
+    kriging_points: int = 4000     # observations in the residual kriging system (seeded subset beyond)
+    variogram_lags: int = 20       # lag bins of the residual variogram fit (PyKrige's default 6 spreads them over
+                                   # the whole region: ~250 km bins cannot resolve 50-100 km correlation lengths)
     min_obs: int = 10              # an element observed on fewer pixels is not predicted (NaN band)
     extra: dict = field(default_factory=dict)
 
@@ -218,11 +224,12 @@ def block_folds(mask, block=50, n_folds=3, seed=0):
     return out
 
 
-def _rk_at(gx, gy, sel, resid, qsel, max_points, seed):
-    """Ordinary-kriged residuals ``resid`` (of the pixels ``sel``) at the pixels ``qsel``."""
+def _rk_at(gx, gy, sel, resid, qsel, s):
+    """Ordinary-kriged residuals ``resid`` (of the pixels ``sel``) at the pixels ``qsel`` (settings ``s``)."""
     if sel.sum() < 3:
         return np.full(int(qsel.sum()), float(np.mean(resid)) if len(resid) else 0.0)
-    return dual_ordinary_kriging(gx[sel], gy[sel], resid, gx[qsel], gy[qsel], max_points=max_points, seed=seed)
+    return dual_ordinary_kriging(gx[sel], gy[sel], resid, gx[qsel], gy[qsel], max_points=s.kriging_points,
+                                 seed=s.seed, nlags=s.variogram_lags)
 
 
 def classical_drift(lat2, lon2, mare, albedo, target, emask, weight=None, settings=None, gx=None, gy=None):
@@ -278,7 +285,7 @@ def classical_drift(lat2, lon2, mare, albedo, target, emask, weight=None, settin
                     r = y[tr, e] - d[tr]
                     pe = d[te]
                     if s.residual_kriging:
-                        pe = pe + _rk_at(gx, gy, tr, r, te, s.kriging_points, s.seed)
+                        pe = pe + _rk_at(gx, gy, tr, r, te, s)
                     tot += float(np.sum((y[te, e] - pe) ** 2))
                 sse.append(tot)
             choice[e] = names[int(np.argmin(sse))]
@@ -319,39 +326,18 @@ def fit_drift(design, target, emask, weight=None, ridge=1e-6, min_per_coef=5):
     return coef, rms
 
 
-def dual_ordinary_kriging(x, y, z, qx, qy, variogram_model="spherical", max_points=2000, seed=0, chunk=8192):
-    """Ordinary kriging of ``z`` at (x, y) (km) onto the query points (qx, qy), in the dual form.
+def dual_ordinary_kriging(x, y, z, qx, qy, variogram_model="spherical", max_points=4000, seed=0, nlags=6):
+    """Ordinary kriging of ``z`` at (x, y) (km) onto the query points (qx, qy), on at most ``max_points``
+    observations (a seeded subset beyond): the variogram fitted by PyKrige's ``OrdinaryKriging`` with
+    ``nlags`` lag bins, the system solved once in the dual form (:func:`.baselines.dual_kriging`)."""
+    from .baselines import _subset, dual_kriging, fit_variogram
 
-    The variogram is fitted by PyKrige's ``OrdinaryKriging`` (on at most ``max_points`` observations,
-    a seeded subset); the kriging system [[-gamma, 1], [1, 0]] [lambda; mu] = [z; 0] is solved once,
-    and each prediction is z*(q) = sum_i -gamma(|q - x_i|) lambda_i + mu, which equals the usual
-    weights-times-data form (the system is symmetric) at the cost of one product per query point.
-    """
-    from pykrige.ok import OrdinaryKriging
-    from scipy.spatial.distance import cdist
-
-    n = len(z)
-    sub = np.arange(n) if n <= max_points else np.sort(np.random.default_rng(seed).choice(n, max_points, False))
+    sub = _subset(len(z), max_points, seed)
     x, y, z = np.asarray(x, float)[sub], np.asarray(y, float)[sub], np.asarray(z, float)[sub]
     if len(z) < 3 or np.ptp(z) == 0:
         return np.full(len(qx), float(np.mean(z)) if len(z) else 0.0)
-    kr = OrdinaryKriging(x, y, z, variogram_model=variogram_model)
-    m = len(z)
-    a = kr._get_kriging_matrix(m)
-    rhs = np.concatenate([z, [0.0]])
-    try:
-        lam = np.linalg.solve(a, rhs)
-    except np.linalg.LinAlgError:
-        lam = np.linalg.lstsq(a, rhs, rcond=None)[0]
-    obs = np.stack([x, y], 1)
-    q = np.stack([np.asarray(qx, float), np.asarray(qy, float)], 1)
-    out = np.empty(len(q))
-    for s0 in range(0, len(q), chunk):
-        d = cdist(q[s0:s0 + chunk], obs)
-        b = -kr.variogram_function(kr.variogram_model_parameters, d)
-        b[d == 0] = 0.0
-        out[s0:s0 + chunk] = b @ lam[:m] + lam[m]
-    return out
+    vg = fit_variogram(x, y, z, variogram_model, nlags)
+    return dual_kriging(x, y, z, qx, qy, vg)
 
 
 def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, settings=None, device="cpu",
@@ -376,7 +362,8 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
        element by 1 / s_e^2 (inverse residual variance: every element counts alike). The network
        trains on all but ``settings.net_validation`` of the observed pixels (column blocks); per
        element its correction is kept only if drift + correction (+ residual kriging from the
-       training pixels) beats drift (+ the same kriging) on those validation pixels;
+       training pixels) beats drift (+ the same kriging) on those validation pixels by more than
+       ``settings.net_min_gain`` (relative RMSE);
     3. residual kriging (regression kriging, Hengl, Heuvelink and Rossiter 2007, Comput. Geosci. 33,
        1301): the network's residuals on the observed pixels, ordinary-kriged
        (:func:`dual_ordinary_kriging`) and added: what is left spatially correlated along the tracks.
@@ -583,9 +570,9 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
         for cand in (base[:, e], flat_pred[:, e]):
             pe = cand[te]
             if s.residual_kriging:
-                pe = pe + _rk_at(gx, gy, tr, flat_t[tr, e] - cand[tr], te, s.kriging_points, s.seed)
+                pe = pe + _rk_at(gx, gy, tr, flat_t[tr, e] - cand[tr], te, s)
             err.append(float(np.sqrt(np.mean((flat_t[te, e] - pe) ** 2))))
-        keep[e] = err[1] < err[0]
+        keep[e] = err[1] < (1.0 - s.net_min_gain) * err[0]
         net_gain[ELEMENTS[e] if n_el == len(ELEMENTS) else str(e)] = (err[0], err[1])
     flat_pred[:, ~keep] = base[:, ~keep]
     flat_em = full_em
@@ -602,7 +589,7 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
             if el_ok[e] and sel.sum() >= 3:
                 r = flat_t[sel, e] - flat_pred[sel, e]
                 flat_pred[:, e] += dual_ordinary_kriging(gx[sel], gy[sel], r, gx, gy, max_points=s.kriging_points,
-                                                         seed=s.seed)
+                                                         seed=s.seed, nlags=s.variogram_lags)
             p_rk.set((e + 1) / n_el, f"residual kriging {e + 1}/{n_el}")
     flat_pred[:, ~el_ok] = np.nan
     flat_pred = np.where(np.isfinite(flat_pred), np.maximum(flat_pred, 0.0), np.nan)

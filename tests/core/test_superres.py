@@ -310,6 +310,24 @@ def test_dual_kriging_equals_pykrige():
     np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-6, atol=1e-8)
 
 
+def test_dual_universal_kriging_equals_pykrige():
+    # kriging with an external drift in the dual form, against PyKrige's own UniversalKriging.execute
+    # with the same observations and its fitted variogram
+    from pykrige.uk import UniversalKriging
+    rng = np.random.default_rng(11)
+    x, y = rng.uniform(0, 300, 160), rng.uniform(0, 200, 160)
+    alb = rng.uniform(0.05, 0.3, 200)
+    z = 3.0 + 20.0 * alb[:160] + np.sin(x / 50) + 0.05 * rng.standard_normal(160)
+    qx, qy = rng.uniform(0, 300, 40), rng.uniform(0, 200, 40)
+    kr = UniversalKriging(x, y, z, variogram_model="spherical", drift_terms=["specified"],
+                          specified_drift=[alb[:160]])
+    ref, _ = kr.execute("points", qx, qy, specified_drift_arrays=[alb[160:]])
+    vg = B.fit_variogram(x, y, z)
+    assert vg[1] == pytest.approx(list(kr.variogram_model_parameters), rel=1e-12)
+    mine = B.dual_kriging(x, y, z, qx, qy, vg, alb[:160, None], alb[160:, None])
+    np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-6, atol=1e-8)
+
+
 def test_unconstrained_element_is_not_predicted():
     d, w, mare = _tiny_case()
     obs = d["observed"].copy()
@@ -360,3 +378,27 @@ def test_drift_selection_keeps_albedo_only_where_it_helps():
     assert choice[0] in ("albedo", "albedo+position") and choice[1] == "mean"
     assert rms[0] == pytest.approx(0.05, rel=0.3)
     np.testing.assert_allclose(base[:, 1], y.reshape(-1, 2)[mask.ravel(), 1].mean(), rtol=1e-5)  # ridge 1e-6
+
+
+def test_gated_off_network_leaves_drift_plus_residual_kriging():
+    """When no network correction passes the validation gate (a required gain of 100 %), the map is
+    exactly the classical drift + ordinarily-kriged residuals, rebuilt here from the public pieces."""
+    d, w, mare = _tiny_case()
+    obs, mask = d["observed"], d["track_mask"]
+    s = dict(TINY, net_min_gain=1.0, cv_block=6)
+    pred, curve = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, mask, None, s, albedo=d["albedo"])
+    assert curve[-1]["net_kept"] == " ".join(["0"] * 8)
+    la, lo = np.meshgrid(d["lat"], d["lon"], indexing="ij")
+    flat = obs.reshape(-1, 8)
+    em = mask.reshape(-1, 1) & np.isfinite(flat)
+    st = T.SuperResSettings.from_dict(s)
+    lat0 = float(np.mean(la))
+    lon0 = float(np.degrees(np.arctan2(np.mean(np.sin(np.radians(lo))), np.mean(np.cos(np.radians(lo))))))
+    gx, gy = B._local_km(la.ravel(), lo.ravel(), lat0, lon0)
+    drift, _, _ = T.classical_drift(la, lo, mare, d["albedo"], flat, em, None, st, gx, gy)
+    ref = drift.copy()
+    for e in range(8):
+        sel = em[:, e]
+        ref[:, e] += T.dual_ordinary_kriging(gx[sel], gy[sel], flat[sel, e] - drift[sel, e], gx, gy,
+                                             nlags=st.variogram_lags)
+    np.testing.assert_allclose(pred.reshape(8, -1).T, np.maximum(ref, 0), rtol=1e-5, atol=1e-5)
