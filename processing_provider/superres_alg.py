@@ -32,15 +32,16 @@ region. (A ResNet50 extractor with weights from a file is available in the core 
 <li><b>Graph</b>: 78 overlapping subgraphs of 100 x 100 pixels with stride 50; each node linked to its top-k nodes by
 w = exp(-alpha haversine - beta ||W_i - W_j||^2), beta &gt; alpha.</li>
 <li><b>Model</b>: two GATv2Conv layers (edge weight as edge attribute) and three convolutions with max-pooling on the
-subgraph's grid, fused into 8 outputs; node input W, mare/highland flag, latitude and longitude.</li>
+subgraph's grid, fused into 8 outputs; node input W, mare/highland flag, latitude and longitude (a Fourier encoding
+of the position is optional: with it the network competes with the kriging in space, and loses).</li>
 <li><b>Training</b>: weighted masked MSE and log losses, feature-similarity and spatial-similarity losses, deviation
 from 100 %; two phases, Yogi, cosine annealing, gradient clipping at 1.0, sweeps over the subgraphs in sliding
 order; seeded.</li>
 <li><b>Hybrid with kriging</b>: the network corrects a classical drift per element (the mean, the 12.5 km albedo
 mean, or that plus position, chosen by cross-validation over column blocks of the observed pixels), and the
 residuals on the observed pixels are kriged (regression kriging; variogram fitted with 20 lag bins, every observation
-up to 4,000 in the system). 20 % of the observed pixels (column blocks) are kept out of the network's training: an
-element keeps the network's correction only where it lowers their error by more than 1 %, otherwise its map is
+up to 4,000 in the system). 20 % of the observed pixels (whole track strips, by column blocks) are kept out of the
+network's training: an element keeps the network's correction only where it lowers their error by more than 1 %, otherwise its map is
 drift + kriging. The training curve's last row says which elements kept it.</li>
 </ul>
 <h3>Parameters</h3>

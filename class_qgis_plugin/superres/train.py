@@ -54,7 +54,8 @@ class SuperResSettings:
     heads: int = 1
     cnn_channels: tuple = (16, 32, 32)
     fusion: int = 64
-    pos_freqs: tuple = (1, 2, 4)   # Fourier encoding of latitude/longitude (empty: raw only)
+    pos_freqs: tuple = ()          # Fourier encoding of latitude/longitude, e.g. (1, 2, 4); default raw only:
+                                   # with it the network interpolates in space and does worse than the kriging
     sweeps: int = 3
     phase1_sweeps: int = 1
     steps_per_subgraph: int = 8
@@ -221,6 +222,37 @@ def block_folds(mask, block=50, n_folds=3, seed=0):
     fold_of[order] = np.arange(len(ub)) % max(1, int(n_folds))
     out = np.full(m.shape, -1, np.int64)
     out[m] = fold_of[np.searchsorted(ub, bid[m])]
+    return out
+
+
+def track_folds(mask, block=50, n_folds=3, seed=0, join=4):
+    """Like :func:`block_folds`, but a strip of observed pixels goes to one fold whole: the observed
+    pixels are joined into strips (connected after a dilation of ``join`` rows north-south and 1
+    column east-west, so the sub-footprints along a track, a few pixels apart, join up until a gap
+    in the track), each strip is placed in the ``block``-pixel-wide column block of its mean column,
+    and the blocks are dealt to the folds in a seeded random order. A column cut through a slanted
+    strip would leave parts of its footprints on each side. Returns the fold id (rows, cols), -1 off
+    the mask."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, bool)
+    rows, cols = m.shape
+    out = np.full(m.shape, -1, np.int64)
+    if not m.any():
+        return out
+    b = max(1, min(int(block), cols // max(1, 2 * int(n_folds))))
+    lab, _ = ndimage.label(ndimage.binary_dilation(m, structure=np.ones((2 * int(join) + 1, 3), bool)))
+    lab = np.where(m, lab, 0)
+    ids = np.unique(lab[m])
+    cc = np.broadcast_to(np.arange(cols, dtype=np.float64)[None, :], m.shape)
+    mean_col = np.asarray(ndimage.mean(cc, labels=lab, index=ids))
+    bid = (mean_col // b).astype(np.int64)
+    ub = np.unique(bid)
+    order = np.random.default_rng(seed).permutation(len(ub))
+    fold_of = np.empty(len(ub), np.int64)
+    fold_of[order] = np.arange(len(ub)) % max(1, int(n_folds))
+    comp_fold = fold_of[np.searchsorted(ub, bid)]
+    out[m] = comp_fold[np.searchsorted(ids, lab[m])]
     return out
 
 
@@ -440,11 +472,11 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     res_scale = np.where(el_ok & np.isfinite(res_rms), np.maximum(np.nan_to_num(res_rms), 1e-3 * scale),
                          0.1 * scale).astype(np.float32)
 
-    # validation pixels (column blocks) kept out of network training
+    # validation pixels (whole tracks in column blocks) kept out of network training
     val = np.zeros(rows * cols, bool)
     if s.net_validation > 0:
         nf = max(2, int(round(1.0 / min(0.5, float(s.net_validation)))))
-        vf = block_folds(mask, s.cv_block, nf, s.seed + 1).ravel()
+        vf = track_folds(mask, s.cv_block, nf, s.seed + 1).ravel()
         if len(np.unique(vf[vf >= 0])) >= 2:
             val = vf == 0
     full_em = flat_em.copy()

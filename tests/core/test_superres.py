@@ -402,3 +402,15 @@ def test_gated_off_network_leaves_drift_plus_residual_kriging():
         ref[:, e] += T.dual_ordinary_kriging(gx[sel], gy[sel], flat[sel, e] - drift[sel, e], gx, gy,
                                              nlags=st.variogram_lags)
     np.testing.assert_allclose(pred.reshape(8, -1).T, np.maximum(ref, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_track_folds_keep_a_slanted_strip_whole():
+    m = np.zeros((40, 40), bool)
+    rows = np.arange(0, 40, 3)                     # sub-footprint centres 3 rows apart
+    m[rows, 8 + rows // 4] = True                  # slanted strip, columns 8..17: crosses the 10-px block edge
+    m[rows, 32] = True                             # straight strip in block 3
+    f = T.track_folds(m, block=10, n_folds=2, seed=0)
+    assert (f[~m] == -1).all()
+    assert len(np.unique(f[:, :20][m[:, :20]])) == 1          # the slanted strip in one fold
+    b = T.block_folds(m, block=10, n_folds=2, seed=0)
+    assert len(np.unique(b[:, :20][m[:, :20]])) == 2          # column blocks cut it in two
