@@ -245,7 +245,7 @@ def main():
                          "the mean RMSE over them")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--kriging-points", type=int, default=4000,
+    ap.add_argument("--kriging-points", type=int, default=T.SuperResSettings().kriging_points,
                     help="observations in every kriging system, the hybrid's residual kriging included "
                          "(a seeded subset beyond; the simulated region's training sets have about 2,400)")
     ap.add_argument("--ablation", action="store_true", help="also train without the residual kriging")

@@ -149,16 +149,27 @@ def _build_subgraph(win, lat2, lon2, wg, cols, s, device):
     return _Subgraph(win, nodes, ei.to(torch.int32), w, feat_sim, g.to(torch.int32), grid_sim)
 
 
+def _unit(v):
+    """``v`` scaled linearly to [-1, 1] over its range (zeros when constant)."""
+    lo_, hi_ = float(v.min()), float(v.max())
+    return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
+
+
+def _deal_blocks(block_ids, n_folds, seed):
+    """Fold of each entry of ``block_ids``: the distinct blocks dealt to ``n_folds`` folds in a seeded
+    random order."""
+    ub, inv = np.unique(block_ids, return_inverse=True)
+    fold_of = np.empty(len(ub), np.int64)
+    fold_of[np.random.default_rng(seed).permutation(len(ub))] = np.arange(len(ub)) % max(1, int(n_folds))
+    return fold_of[inv.ravel()]
+
+
 def drift_design(lat2, lon2, mare, albedo=None, window=6):
     """Covariates of the classical drift, (rows, cols, D): 1, the mare flag, latitude u and longitude v
     scaled to [-1, 1] over the grid and, with an ``albedo``, its standardised value and its
     standardised mean over the ``window`` (the 12.5 km footprint scale). Linear in position: a
     quadratic trend extrapolates badly beyond the outer tracks."""
     from scipy import ndimage
-
-    def _unit(v):
-        lo_, hi_ = float(v.min()), float(v.max())
-        return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
 
     u, v = _unit(np.asarray(lat2, np.float64)), _unit(np.asarray(lon2, np.float64))
     cols = [np.ones_like(u), np.asarray(mare, np.float64), u, v]
@@ -182,10 +193,6 @@ def drift_candidates(lat2, lon2, albedo=None, window=6, mare=None):
     [-1, 1]: a regional linear trend). Without an albedo, the ``mare`` flag (when given) takes its place
     ("mare", "mare+position"), else only "mean" and "position"."""
     from scipy import ndimage
-
-    def _unit(v):
-        lo_, hi_ = float(v.min()), float(v.max())
-        return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
 
     u, v = _unit(np.asarray(lat2, np.float64)), _unit(np.asarray(lon2, np.float64))
     one = np.ones_like(u)
@@ -216,12 +223,8 @@ def block_folds(mask, block=50, n_folds=3, seed=0):
     rows, cols = m.shape
     b = max(1, min(int(block), cols // max(1, 2 * int(n_folds))))
     bid = np.broadcast_to(np.arange(cols)[None, :] // b, m.shape)
-    ub = np.unique(bid[m])
-    order = np.random.default_rng(seed).permutation(len(ub))
-    fold_of = np.empty(len(ub), np.int64)
-    fold_of[order] = np.arange(len(ub)) % max(1, int(n_folds))
     out = np.full(m.shape, -1, np.int64)
-    out[m] = fold_of[np.searchsorted(ub, bid[m])]
+    out[m] = _deal_blocks(bid[m], n_folds, seed)
     return out
 
 
@@ -247,12 +250,7 @@ def track_folds(mask, block=50, n_folds=3, seed=0, join=4):
     cc = np.broadcast_to(np.arange(cols, dtype=np.float64)[None, :], m.shape)
     mean_col = np.asarray(ndimage.mean(cc, labels=lab, index=ids))
     bid = (mean_col // b).astype(np.int64)
-    ub = np.unique(bid)
-    order = np.random.default_rng(seed).permutation(len(ub))
-    fold_of = np.empty(len(ub), np.int64)
-    fold_of[order] = np.arange(len(ub)) % max(1, int(n_folds))
-    comp_fold = fold_of[np.searchsorted(ub, bid)]
-    out[m] = comp_fold[np.searchsorted(ids, lab[m])]
+    out[m] = _deal_blocks(bid, n_folds, seed)[np.searchsorted(ids, lab[m])]
     return out
 
 
@@ -438,9 +436,6 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     mare = np.asarray(mare, np.float32)
 
     # node inputs: W, mare flag, latitude and longitude scaled to ~[-1, 1] over the grid
-    def _unit(v):
-        lo_, hi_ = float(v.min()), float(v.max())
-        return np.zeros_like(v) if hi_ <= lo_ else 2 * (v - lo_) / (hi_ - lo_) - 1
     x_all = np.concatenate([w_feat.reshape(-1, nfeat), mare.reshape(-1, 1),
                             _unit(lat2).reshape(-1, 1).astype(np.float32),
                             _unit(lon2).reshape(-1, 1).astype(np.float32)], axis=1)
