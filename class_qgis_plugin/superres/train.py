@@ -88,6 +88,10 @@ class SuperResSettings:
     variogram_lags: int = 20       # lag bins of the residual variogram fit (PyKrige's default 6 spreads them over
                                    # the whole region: ~250 km bins cannot resolve 50-100 km correlation lengths)
     min_obs: int = 10              # an element observed on fewer pixels is not predicted (NaN band)
+    footprint_loss: bool = True    # with the GIB's footprint records (its .npz sidecar): the MSE and log losses and
+                                   # the validation gate compare each footprint's measurement with the mean of the
+                                   # network's pixels over its sub-footprints (the within-footprint split of the GIB
+                                   # is the population's prior, not a measurement); False: per GIB pixel (the paper)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -254,6 +258,84 @@ def track_folds(mask, block=50, n_folds=3, seed=0, join=4):
     return out
 
 
+class FootprintGroups:
+    """The footprints behind the GIB pixels of a grid: contribution c (one sub-footprint of one co-added
+    footprint) lies on flat pixel ``pix[c]``, belongs to footprint ``group[c]`` (0 .. G-1) and carries
+    the populated wt% ``value[c]`` (E,) (NaN: element not constrained). The population keeps each
+    footprint's mean over its sub-footprints equal to the measured value, so the mean of the values of
+    a footprint's contributions is its measurement (the mean of those inside the grid where it is cut).
+    ``weight`` (G,): confidence of each footprint, 1 / (its mean relative variance + 0.05^2), mean 1.
+    """
+
+    def __init__(self, pix, group, value, sigma=None):
+        self.pix = np.asarray(pix, np.int64).ravel()
+        _, self.group = np.unique(np.asarray(group).ravel(), return_inverse=True)
+        self.group = self.group.astype(np.int64).ravel()
+        self.value = np.asarray(value, np.float64).reshape(len(self.pix), -1)
+        self.n_groups = int(self.group.max()) + 1 if self.group.size else 0
+        if sigma is None:
+            self.weight = np.ones(self.n_groups)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = (np.asarray(sigma, np.float64).reshape(self.value.shape)
+                       / np.where(self.value > 0, self.value, np.nan)) ** 2
+            ok = np.isfinite(rel)
+            num = np.bincount(self.group, weights=np.where(ok, rel, 0).sum(axis=1), minlength=self.n_groups)
+            den = np.bincount(self.group, weights=ok.sum(axis=1), minlength=self.n_groups)
+            w = np.where(den > 0, 1.0 / (num / np.maximum(den, 1) + 0.05 ** 2), np.nan)
+            fill = float(np.nanmedian(w)) if np.isfinite(w).any() else 1.0
+            w = np.where(np.isfinite(w), w, fill)
+            self.weight = w / w.mean() if self.n_groups else w
+
+    def select(self, keep):
+        """The contributions where ``keep`` (C,) is True (groups renumbered)."""
+        k = np.asarray(keep, bool)
+        out = FootprintGroups.__new__(FootprintGroups)
+        out.pix, out.value = self.pix[k], self.value[k]
+        used, out.group = np.unique(self.group[k], return_inverse=True)
+        out.group = out.group.astype(np.int64).ravel()
+        out.n_groups = len(used)
+        out.weight = self.weight[used]
+        return out
+
+    def means(self, pixel_values):
+        """Per footprint and element, the mean over its contributions of ``pixel_values`` (n_pixels, E)
+        taken at their pixels, and of their own values; both only over the contributions where the
+        element has a value. Returns ``(mean_pixels (G, E), mean_values (G, E), count (G, E))``."""
+        fin = np.isfinite(self.value)
+        pv = np.asarray(pixel_values, np.float64)[self.pix]
+        cnt = np.zeros((self.n_groups, self.value.shape[1]))
+        sp, sv = np.zeros_like(cnt), np.zeros_like(cnt)
+        np.add.at(cnt, self.group, fin.astype(np.float64))
+        np.add.at(sp, self.group, np.where(fin, pv, 0.0))
+        np.add.at(sv, self.group, np.where(fin, self.value, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sp / cnt, sv / cnt, cnt
+
+
+def footprint_groups_of_gib(gib_tif, region=None):
+    """:class:`FootprintGroups` of a GIB region raster from its sidecar (``gib_r{i}_c{j}.npz`` beside
+    it, :mod:`class_qgis_plugin.gib`), or None when there is no sidecar. A footprint is identified by
+    its observation key."""
+    from ..geo import REGION_COLS
+    from ..gib import load_region_records
+
+    stem = os.path.splitext(os.path.abspath(str(gib_tif)))[0]
+    if not os.path.isfile(stem + ".npz"):
+        return None
+    name = os.path.basename(stem)
+    try:
+        i, j = (int(v) for v in name[len("gib_r"):].split("_c")) if region is None else region
+    except ValueError:
+        return None
+    if name != f"gib_r{int(i)}_c{int(j)}":      # a renamed raster: its sidecar cannot be told apart
+        return None
+    rec = load_region_records(os.path.dirname(stem), i, j)
+    if rec["key"].size == 0:
+        return None
+    return FootprintGroups(rec["row"] * REGION_COLS + rec["col"], rec["key"], rec["value"], rec["sigma"])
+
+
 def _rk_at(gx, gy, sel, resid, qsel, s):
     """Ordinary-kriged residuals ``resid`` (of the pixels ``sel``) at the pixels ``qsel`` (settings ``s``)."""
     if sel.sum() < 3:
@@ -371,7 +453,7 @@ def dual_ordinary_kriging(x, y, z, qx, qy, variogram_model="spherical", max_poin
 
 
 def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, settings=None, device="cpu",
-                     progress=None, albedo=None):
+                     progress=None, albedo=None, footprints=None):
     """Train on the observed pixels of a grid and predict all of them.
 
     ``w_feat`` (rows, cols, K) standardised features; ``lat``/``lon`` (rows, cols) or the axes
@@ -397,6 +479,13 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     3. residual kriging (regression kriging, Hengl, Heuvelink and Rossiter 2007, Comput. Geosci. 33,
        1301): the network's residuals on the observed pixels, ordinary-kriged
        (:func:`dual_ordinary_kriging`) and added: what is left spatially correlated along the tracks.
+
+    ``footprints`` (:class:`FootprintGroups`, with ``settings.footprint_loss``): the network's MSE and log
+    losses and the validation gate compare each footprint's measured value with the mean of the
+    prediction over its sub-footprints' pixels, instead of each GIB pixel's populated value: the split
+    of a footprint's value among its sub-footprints is the population's mare/highland prior, and a
+    network fitted to it learns the prior's contrast, not the surface's. The feature- and
+    spatial-similarity losses decide how the network distributes a footprint's value.
 
     Elements with fewer than ``settings.min_obs`` observed pixels are not predicted: NaN band.
     Returns ``(prediction (8, rows, cols) float32, curve)``: ``curve`` is a list of dicts, one per
@@ -476,6 +565,14 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
             val = vf == 0
     full_em = flat_em.copy()
     flat_em = flat_em & ~val[:, None]
+    fp_tr = fp_val = None
+    if footprints is not None and s.footprint_loss:
+        fpg = footprints.select(mask.ravel()[footprints.pix])
+        fp_tr = fpg.select(~val[fpg.pix])
+        all_val = np.bincount(fpg.group, weights=(~val[fpg.pix]).astype(float), minlength=fpg.n_groups) == 0
+        fp_val = fpg.select(all_val[fpg.group])
+        if fp_tr.n_groups == 0:
+            fp_tr = fp_val = None
 
     from .graph import subgraph_windows
     wins = subgraph_windows(rows, cols, s.subgraph_size, s.stride)
@@ -487,6 +584,32 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     est_mb = len(wins) * n_nodes_max * (s.k * 16 + 4 * 16) / 1e6
     keep_graphs = est_mb <= s.graph_cache_mb
     graphs = {}
+
+    fp_cache = {}
+
+    def fp_batch(i):
+        """Training footprints cut to window i: local node, group, element mask, counts, targets, weights."""
+        if i in fp_cache:
+            return fp_cache[i]
+        r0, r1, c0, c1 = wins[i]
+        rr, cc = fp_tr.pix // cols, fp_tr.pix % cols
+        inside = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1)
+        out = None
+        if inside.any():
+            sub = fp_tr.select(inside)
+            local = (sub.pix // cols - r0) * (c1 - c0) + (sub.pix % cols - c0)
+            fin = np.isfinite(sub.value) & el_ok[None]
+            cnt = np.zeros((sub.n_groups, n_el))
+            tot = np.zeros_like(cnt)
+            np.add.at(cnt, sub.group, fin.astype(np.float64))
+            np.add.at(tot, sub.group, np.where(fin, sub.value, 0.0))
+            tgt = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
+            gw = sub.weight[:, None] * (cnt > 0)
+            out = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (
+                local.astype(np.int64), sub.group, fin.astype(np.float32), np.maximum(cnt, 1).astype(np.float32),
+                tgt.astype(np.float32), gw.astype(np.float32)))
+        fp_cache[i] = out
+        return out
 
     def get_graph(i):
         if i in graphs:
@@ -536,16 +659,35 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
             wlog = pw_t[nodes].to(dev).reshape(-1, 1) * emn
             ei = g.edge_index.long().to(dev)
             ew = g.w.to(dev)
+            fb = None
+            if fp_tr is not None:
+                fb = fp_batch(gi)
+                if fb is not None:
+                    fb = tuple(t.to(dev) for t in fb)
+                    g_ones = torch.ones(fb[3].shape[0], device=dev)
+                    g_wmse = fb[5] * el_w
+
+            def fit_terms(pred):
+                """MSE and log loss: per footprint when the footprints are known, else per GIB pixel."""
+                if fp_tr is None:
+                    return L.weighted_masked_mse(pred, y, m, wgt), L.weighted_masked_log_loss(pred, y, m, wlog)
+                if fb is None:
+                    z = pred.sum() * 0.0
+                    return z, z
+                local, grp, fin, cnt, tgt, gw = fb
+                pm = torch.zeros_like(tgt).index_add(0, grp, pred[local] * fin) / cnt
+                return (L.weighted_masked_mse(pm, tgt, g_ones, g_wmse),
+                        L.weighted_masked_log_loss(pm, tgt, g_ones, gw))
             model.train()
             acc = {}
             for step in range(s.steps_per_subgraph):
                 opt.zero_grad(set_to_none=True)
                 pred = model(x, ei, ew, (h, w), base=b)
-                terms = {"mse": L.weighted_masked_mse(pred, y, m, wgt),
-                         "dev": L.deviation_from_100_loss(pred)}
+                mse, log = fit_terms(pred)
+                terms = {"mse": mse, "dev": L.deviation_from_100_loss(pred)}
                 loss = s.w_mse * terms["mse"] + s.w_dev * terms["dev"]
                 if phase == 2:
-                    terms["log"] = L.weighted_masked_log_loss(pred, y, m, wlog)
+                    terms["log"] = log
                     terms["feat"] = L.feature_similarity_loss(pred, ei, g.feat_sim.to(dev), scale_t)
                     terms["spat"] = L.spatial_similarity_loss(pred, g.grid_ei.long().to(dev),
                                                               g.grid_sim.to(dev), scale_t)
@@ -598,6 +740,15 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
             pe = cand[te]
             if s.residual_kriging:
                 pe = pe + _rk_at(gx, gy, tr, flat_t[tr, e] - cand[tr], te, s)
+            if fp_val is not None and fp_val.n_groups:
+                # footprint level: the mean over each validation footprint's pixels against its measurement
+                col = np.full((rows * cols, n_el), np.nan)
+                col[te, e] = pe
+                pm, vm, cnt = fp_val.means(col)
+                ok = (cnt[:, e] > 0) & np.isfinite(pm[:, e])
+                if ok.any():
+                    err.append(float(np.sqrt(np.mean((vm[ok, e] - pm[ok, e]) ** 2))))
+                    continue
             err.append(float(np.sqrt(np.mean((flat_t[te, e] - pe) ** 2))))
         keep[e] = err[1] < (1.0 - s.net_min_gain) * err[0]
         net_gain[ELEMENTS[e] if n_el == len(ELEMENTS) else str(e)] = (err[0], err[1])
@@ -731,8 +882,11 @@ def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", pr
                                      window=s.window, resnet_weights=s.resnet_weights, cache_dir=cache_dir,
                                      device=device, seed=s.seed, progress=subrange(p, 0.0, 0.1))
     pw = gib_pixel_weight(target, err, mask)
+    fpg = footprint_groups_of_gib(gib_tif, region) if s.footprint_loss else None
     pred, curve = fit_predict_grid(w_feat, lat, lon, mare, target, mask, pw, s, device=device,
-                                   progress=subrange(p, 0.1, 0.98), albedo=a)
+                                   progress=subrange(p, 0.1, 0.98), albedo=a, footprints=fpg)
+    if curve:
+        curve[-1]["fit_level"] = "footprint" if fpg is not None else "pixel"
     support = support_distance_km(mask, lat, lon)
     p.set(1.0, "done")
     return pred, support, curve

@@ -134,3 +134,32 @@ def test_population_beats_flat_assignment_on_simulated_set(demo):
     for el in ("Mg", "Al", "Ca"):
         pop, flat, n = table[el]
         assert n > 100 and pop < flat, (el, pop, flat)
+
+
+def test_gib_footprint_groups_average_to_the_inverted_values(demo):
+    """The super-resolution's footprint-level fit rests on this: over each footprint's sub-footprints in
+    the GIB, the populated values average to the footprint's value in the abundance layer."""
+    from class_qgis_plugin import geo
+    from class_qgis_plugin.composition import ELEMENTS
+    from class_qgis_plugin.gib import load_region_records
+    from class_qgis_plugin.superres.train import footprint_groups_of_gib
+    out, _ = demo
+    _, fa, _ = geo.read_vector(out / "abundances.gpkg")
+    row_of = {int(o): k for k, o in enumerate(fa["obs_id"])}
+    n_checked = 0
+    for tif in sorted((out / "gib").glob("gib_r*_c*.tif")):
+        i, j = (int(v) for v in tif.stem[len("gib_r"):].split("_c"))
+        fg = footprint_groups_of_gib(tif)
+        rec = load_region_records(out / "gib", i, j)
+        assert fg is not None and len(fg.pix) == len(rec["obs_id"])
+        _, vm, cnt = fg.means(np.zeros((geo.REGION_ROWS * geo.REGION_COLS, 8)))
+        for g in range(fg.n_groups):
+            first = np.nonzero(fg.group == g)[0][0]
+            if (fg.group == g).sum() != rec["n_sub"][first]:
+                continue                                   # footprint cut by the region's edge
+            k = row_of[int(rec["obs_id"][first])]
+            for e, el in enumerate(ELEMENTS):
+                if bool(fa[f"{el}_ok"][k]) and cnt[g, e] > 0:
+                    assert vm[g, e] == pytest.approx(float(fa[el][k]), rel=1e-9, abs=1e-9), (el, g)
+                    n_checked += 1
+    assert n_checked > 100

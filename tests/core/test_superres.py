@@ -414,3 +414,66 @@ def test_track_folds_keep_a_slanted_strip_whole():
     assert len(np.unique(f[:, :20][m[:, :20]])) == 1          # the slanted strip in one fold
     b = T.block_folds(m, block=10, n_folds=2, seed=0)
     assert len(np.unique(b[:, :20][m[:, :20]])) == 2          # column blocks cut it in two
+
+
+# ---------------------------------------------------------------- footprint-level fit
+def test_footprint_groups_means_by_hand():
+    # two footprints: A on pixels 0, 1, 1 (two sub-footprints on pixel 1), B on pixels 5, 6; element 1 of B's
+    # second sub-footprint unconstrained (NaN)
+    val = np.array([[1.0, 10.0], [3.0, 20.0], [5.0, 30.0], [2.0, 4.0], [4.0, np.nan]])
+    fg = T.FootprintGroups([0, 1, 1, 5, 6], ["A", "A", "A", "B", "B"], val)
+    pix = np.arange(8, dtype=float)[:, None] * np.array([1.0, 100.0])
+    pm, vm, cnt = fg.means(pix)
+    np.testing.assert_allclose(vm, [[3.0, 20.0], [3.0, 4.0]])
+    np.testing.assert_allclose(pm, [[(0 + 1 + 1) / 3, 100 * 2 / 3], [5.5, 500.0]])
+    np.testing.assert_array_equal(cnt, [[3, 3], [2, 1]])
+    sub = fg.select(np.array([False, False, False, True, True]))
+    assert sub.n_groups == 1 and np.array_equal(sub.group, [0, 0])
+    # confidence: 1 / (mean relative variance + 0.05^2), mean 1 over the footprints
+    sig = 0.1 * np.nan_to_num(val, nan=1.0)
+    sig[3] = 0.2 * val[3]
+    w = T.FootprintGroups([0, 1, 1, 5, 6], ["A", "A", "A", "B", "B"], val, sig).weight
+    raw = np.array([1 / (0.01 + 0.0025), 1 / ((0.04 * 2 + 0.01) / 3 + 0.0025)])
+    np.testing.assert_allclose(w, raw / raw.mean())
+
+
+def _split_case():
+    """Footprints of 8 rows x 6 columns on 3 tracks; every footprint measures the same composition c0,
+    and the GIB spreads it over the footprint's pixels by the albedo (a prior split, as the population
+    spreads a footprint's value by its mare/highland prior): pixel value = c0 + x delta, x the pixel's
+    albedo minus the footprint's mean of it (scaled to a standard deviation of 1), so each footprint's
+    mean stays c0."""
+    from class_qgis_plugin.composition import HIGHLAND_WT, MARE_WT
+    d, w, mare = _tiny_case(rows=24, cols=36)
+    mask = d["track_mask"]
+    rr, cc = np.nonzero(mask)
+    group = (rr // 8) * 1000 + cc // 6
+    c0 = 0.5 * (MARE_WT + HIGHLAND_WT)
+    delta = 0.1 * c0 * np.sign(HIGHLAND_WT - MARE_WT)      # a 10 % split (standard deviation)
+    u = (d["albedo"] - d["albedo"].mean()) / d["albedo"].std()
+    gi = np.unique(group, return_inverse=True)[1].ravel()
+    x = u[rr, cc] - (np.bincount(gi, weights=u[rr, cc]) / np.bincount(gi))[gi]
+    x /= x.std()
+    vals = c0[None] + x[:, None] * delta[None]
+    target = np.full(mask.shape + (8,), np.nan)
+    target[rr, cc] = vals
+    fg = T.FootprintGroups(rr * mask.shape[1] + cc, group, vals)
+    return d, w, mare, mask, target, fg, delta, x
+
+
+def test_footprint_fit_does_not_learn_the_population_split():
+    """Fitted per GIB pixel, the network reproduces the prior's split inside the footprints; fitted per
+    footprint it cannot: every footprint measured the same composition."""
+    d, w, mare, mask, target, fg, delta, x = _split_case()
+    s = dict(TINY, steps_per_subgraph=40, drift="none", residual_kriging=False, net_validation=0.0)
+    e = 3                                                            # Al
+    assert abs(delta[e]) > 0.5
+    slope = {}
+    for level, fp in (("pixel", None), ("footprint", fg)):
+        pred, _ = T.fit_predict_grid(w, d["lat"], d["lon"], mare, target, mask, None, s, footprints=fp)
+        p = pred[e].ravel()[fg.pix]
+        p = p - fg.means(pred[e].reshape(-1, 1))[0][fg.group, 0]      # within-footprint part of the map
+        slope[level] = float(np.sum(p * x) / np.sum(x ** 2))
+    # the split in the map, as a fraction of the GIB's (1: learnt whole)
+    assert slope["pixel"] / delta[e] > 0.3, slope
+    assert abs(slope["footprint"] / delta[e]) < 0.05, slope
