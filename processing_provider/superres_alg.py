@@ -36,16 +36,20 @@ subgraph's grid, fused into 8 outputs; node input W, mare/highland flag, latitud
 of the position is optional: with it the network competes with the kriging in space, and loses).</li>
 <li><b>Training</b>: weighted masked MSE and log losses, feature-similarity and spatial-similarity losses, deviation
 from 100 %; two phases, Yogi, cosine annealing, gradient clipping at 1.0, sweeps over the subgraphs in sliding
-order; seeded.</li>
+order; seeded. The MSE and log losses compare each footprint's measured value with the mean of the network's pixels
+over that footprint's sub-footprints (read from the GIB's sidecar, <code>gib_r{i}_c{j}.npz</code>): how the GIB splits
+a footprint among its sub-footprints is the population's mare/highland prior, not a measurement, and a network
+fitted to the GIB pixels learns that prior's contrast instead of the surface's. Without the sidecar (or with
+{"footprint_loss": false}) they compare GIB pixels, as the paper does.</li>
 <li><b>Hybrid with kriging</b>: the network corrects a classical drift per element (the mean, the 12.5 km albedo
 mean, or that plus position, chosen by cross-validation over column blocks of the observed pixels), and the
 residuals on the observed pixels are kriged (regression kriging; variogram fitted with 20 lag bins, every observation
 up to 4,000 in the system). 20 % of the observed pixels (whole track strips, by column blocks) are kept out of the
-network's training: an element keeps the network's correction only where it lowers their error by more than 1 %, otherwise its map is
-drift + kriging. The training curve's last row says which elements kept it. Caution: the network fits the GIB,
-whose sub-footprint values are the population's albedo-driven split of each footprint; on the simulated benchmark the
-corrections it kept brought held-out tracks closer to their GIB values but further from the truth. For the most
-accurate map set {"net_min_gain": 1} in the advanced settings (drift + residual kriging alone).</li>
+network's training: an element keeps the network's correction only where it lowers the error of those footprints'
+means by more than 1 %, otherwise its map is drift + kriging. The training curve's last row says which elements
+kept it. On the simulated benchmark the network, fitted to the footprints, finds nothing the drift and the kriging
+have not already explained: its corrections are within 0.1 % and the gate leaves drift + residual kriging.
+{"net_min_gain": 1} in the advanced settings gives drift + residual kriging alone.</li>
 </ul>
 <h3>Parameters</h3>
 <p><b>GIB folder</b> (populate's output) and <b>albedo</b> raster; the <b>region</b> as row i (0 at 90 N) and column j
@@ -53,7 +57,7 @@ accurate map set {"net_min_gain": 1} in the advanced settings (drift + residual 
 100; 16 trains in minutes on a laptop CPU), <b>sweeps</b>, <b>steps per subgraph</b>, <b>seed</b> and the <b>device</b>
 (cpu, or cuda where a GPU is present). Advanced: further settings of the core as a JSON object (subgraph stride and
 size, number of features, hidden sizes, loss weights, drift, residual kriging, kriging_points, variogram_lags,
-net_validation, net_min_gain; unknown names are refused).</p>
+net_validation, net_min_gain, footprint_loss; unknown names are refused).</p>
 <h3>Outputs</h3>
 <p>A GeoTIFF of the region in IAU_2015:30100, one band per element (wt%) and a support band (km to the nearest observed
 pixel: large values mean extrapolation), loaded with a colour ramp; the training curve as CSV.</p>"""

@@ -11,11 +11,14 @@
   optimiser steps on each; the optimiser is Yogi (Zaheer et al. 2018, ``torch_optimizer.Yogi``),
   the learning rate follows one cosine annealing from ``lr`` to ``lr_min`` over all steps, and
   gradients are clipped to norm 1.0;
+* with the GIB's footprint records (:class:`FootprintGroups`, from the region's sidecar) the MSE and
+  log losses are taken per footprint: its measured value against the mean of the prediction over its
+  sub-footprints' pixels (``footprint_loss``; per GIB pixel, as in the paper, without them);
 * prediction runs every subgraph and averages the overlapping predictions of each pixel;
 * the network corrects a classical drift (:func:`classical_drift`, per element chosen by spatial-block
   cross-validation) and is validated on column blocks of observed pixels it did not train on: per
-  element, its correction is kept only where it lowers the validation error by more than
-  ``net_min_gain``; residual kriging last (every observation up to ``kriging_points``, variogram
+  element, its correction is kept only where it lowers the validation error (of the validation
+  footprints' means, when the footprints are known) by more than ``net_min_gain``; residual kriging last (every observation up to ``kriging_points``, variogram
   with ``variogram_lags`` lag bins).
 
 Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count.

@@ -163,3 +163,10 @@ def test_gib_footprint_groups_average_to_the_inverted_values(demo):
                     assert vm[g, e] == pytest.approx(float(fa[el][k]), rel=1e-9, abs=1e-9), (el, g)
                     n_checked += 1
     assert n_checked > 100
+    # a renamed raster cannot be told apart from another region's: no footprints, the pixel-level fit
+    import shutil
+    other = out / "renamed"
+    other.mkdir(exist_ok=True)
+    shutil.copy(tif, other / "my_gib.tif")
+    shutil.copy(tif.with_suffix(".npz"), other / "my_gib.npz")
+    assert footprint_groups_of_gib(other / "my_gib.tif") is None
