@@ -21,7 +21,9 @@
   footprints' means, when the footprints are known) by more than ``net_min_gain``; residual kriging last (every observation up to ``kriging_points``, variogram
   with ``variogram_lags`` lag bins).
 
-Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count.
+Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count
+(bit for bit on small grids, a test; on the simulated region with 2 threads two runs differed by at
+most one float32 rounding step, 4e-6 wt%).
 
 :func:`superresolve_region` reads a GIB region raster (contract 6) and an albedo, builds the
 features and returns the (8, 342, 682) prediction, a support band (great-circle distance in km from
