@@ -20,7 +20,8 @@ Prints per draw and averaged over the draws, per element, the RMSE (wt%) on held
 the truth raster of the hybrid, IDW, ordinary kriging (OK) and kriging with the albedo as external
 drift (KED; both krigings with PyKrige's variogram fit and every training observation in the
 system, :mod:`class_qgis_plugin.superres.baselines`), the ablations of the
-hybrid's classical parts alone (drift; drift + residual kriging, no network; ``--ablation`` adds the
+hybrid's classical parts alone (drift; drift + residual kriging, no network, per pixel and as the
+hybrid kriges: footprint means for noise-dominated elements; ``--ablation`` adds the
 network without residual kriging), the time to train + predict the region, the drift chosen per
 element, which elements keep the network's correction (validated on observed pixels kept out of its
 training) and the peak memory (resource.getrusage, whole process). Elements the inversion left
@@ -202,8 +203,20 @@ def evaluate_split(args, extra, tmp, gib, albedo, region, truth, target, err, tr
         sel = em[:, e]
         rk[:, e] += T.dual_ordinary_kriging(gx[sel], gy[sel], flat_t[sel, e] - drift[sel, e], gx[q], gy[q],
                                             max_points=args.kriging_points, nlags=s_abl.variogram_lags)
-    results["drift + RK"] = rmse(rk, truth[ok_test])
-    vs_gib["drift + RK"] = rmse(rk, target[ok_test])
+    results["drift + pixel RK"] = rmse(rk, truth[ok_test])
+    vs_gib["drift + pixel RK"] = rmse(rk, target[ok_test])
+    # the hybrid's own classical part: residuals of noise-dominated elements kriged as footprint means
+    fg = T.footprint_groups_of_gib(gib, region)
+    if fg is not None:
+        fg = fg.select(train.ravel()[fg.pix])
+        fk = []
+        for e in np.nonzero(observed_el)[0]:
+            if fg.noise_fraction(e, drift[:, e]) >= s_abl.footprint_kriging:
+                rk[:, e] = drift[q, e] + T.footprint_residual_kriging(fg, e, drift[:, e], gx, gy, gx[q], gy[q], s_abl)
+                fk.append(ELEMENTS[e])
+        notes.append("drift + RK: kriged as footprint means: " + (", ".join(fk) or "none"))
+        results["drift + RK"] = rmse(rk, truth[ok_test])
+        vs_gib["drift + RK"] = rmse(rk, target[ok_test])
     vs_gib["(GIB itself)"] = rmse(target[ok_test], truth[ok_test])
     notes.append("RMSE against the held-out pixels' own GIB values instead of the truth (last row: the GIB against "
                  "the truth): " + "; ".join(f"{n} " + " ".join(f"{e} {v:.3f}" for e, v, o in zip(ELEMENTS, r, observed_el)

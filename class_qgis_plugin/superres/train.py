@@ -18,7 +18,9 @@
 * the network corrects a classical drift (:func:`classical_drift`, per element chosen by spatial-block
   cross-validation) and is validated on column blocks of observed pixels it did not train on: per
   element, its correction is kept only where it lowers the validation error (of the validation
-  footprints' means, when the footprints are known) by more than ``net_min_gain``; residual kriging last (every observation up to ``kriging_points``, variogram
+  footprints' means, when the footprints are known) by more than ``net_min_gain``; residual kriging last
+  (per pixel, or, for an element whose GIB-recorded errors make up at least ``footprint_kriging`` of
+  its footprint residuals' variance, of the footprint means at the footprints' centres) (every observation up to ``kriging_points``, variogram
   with ``variogram_lags`` lag bins).
 
 Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count
@@ -97,6 +99,11 @@ class SuperResSettings:
                                    # the validation gate compare each footprint's measurement with the mean of the
                                    # network's pixels over its sub-footprints (the within-footprint split of the GIB
                                    # is the population's prior, not a measurement); False: per GIB pixel (the paper)
+    footprint_kriging: float = 0.5  # with the footprint records: an element whose GIB-recorded measurement variance is
+                                   # at least this fraction of the variance of its footprints' drift residuals has its
+                                   # residuals kriged as footprint means at the footprints' centres (the along-track
+                                   # correlation of its sub-footprints is then mostly their one shared error);
+                                   # others per pixel. Above 1: never
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -277,6 +284,7 @@ class FootprintGroups:
         _, self.group = np.unique(np.asarray(group).ravel(), return_inverse=True)
         self.group = self.group.astype(np.int64).ravel()
         self.value = np.asarray(value, np.float64).reshape(len(self.pix), -1)
+        self.sigma = None if sigma is None else np.asarray(sigma, np.float64).reshape(self.value.shape)
         self.n_groups = int(self.group.max()) + 1 if self.group.size else 0
         if sigma is None:
             self.weight = np.ones(self.n_groups)
@@ -297,6 +305,7 @@ class FootprintGroups:
         k = np.asarray(keep, bool)
         out = FootprintGroups.__new__(FootprintGroups)
         out.pix, out.value = self.pix[k], self.value[k]
+        out.sigma = None if self.sigma is None else self.sigma[k]
         used, out.group = np.unique(self.group[k], return_inverse=True)
         out.group = out.group.astype(np.int64).ravel()
         out.n_groups = len(used)
@@ -316,6 +325,52 @@ class FootprintGroups:
         np.add.at(sv, self.group, np.where(fin, self.value, 0.0))
         with np.errstate(invalid="ignore", divide="ignore"):
             return sp / cnt, sv / cnt, cnt
+
+
+    def element_means(self, e, pixel_values):
+        """For element ``e``: per footprint the mean of ``pixel_values`` (n_pixels,) and of its own values
+        over its contributions with a value of ``e``, and their count: ``(mean_pixels, mean_values, count)``
+        (G,) each."""
+        fin = np.isfinite(self.value[:, e])
+        cnt = np.bincount(self.group, weights=fin.astype(np.float64), minlength=self.n_groups)
+        pv = np.asarray(pixel_values, np.float64)[self.pix]
+        sp = np.bincount(self.group, weights=np.where(fin, pv, 0.0), minlength=self.n_groups)
+        sv = np.bincount(self.group, weights=np.where(fin, self.value[:, e], 0.0), minlength=self.n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sp / cnt, sv / cnt, cnt
+
+    def noise_fraction(self, e, base):
+        """Mean recorded measurement variance of element ``e``'s footprints (the mean sigma^2 of their
+        contributions) over the variance of their measured values about ``base`` (n_pixels,) averaged
+        over each footprint: near 1 or above, the footprints' departures from ``base`` are mostly
+        measurement error. NaN without sigmas or with fewer than 3 footprints."""
+        if self.sigma is None:
+            return float("nan")
+        pm, vm, cnt = self.element_means(e, base)
+        ok = (cnt > 0) & np.isfinite(pm)
+        s2 = np.where(np.isfinite(self.value[:, e]) & np.isfinite(self.sigma[:, e]), self.sigma[:, e] ** 2, np.nan)
+        n2 = np.bincount(self.group, weights=np.isfinite(s2).astype(np.float64), minlength=self.n_groups)
+        m2 = np.bincount(self.group, weights=np.nan_to_num(s2), minlength=self.n_groups) / np.maximum(n2, 1)
+        ok &= n2 > 0
+        if ok.sum() < 3:
+            return float("nan")
+        v = float(np.var(vm[ok] - pm[ok]))
+        return float(np.mean(m2[ok]) / v) if v > 0 else float("inf")
+
+
+def footprint_residual_kriging(fg, e, base, gx, gy, qx, qy, s):
+    """Ordinary kriging of element ``e``'s footprint residuals: each footprint of ``fg`` (its measured
+    value minus the mean of ``base`` (n_pixels,) over its sub-footprints' pixels) placed at the centre
+    of those pixels (``gx``, ``gy`` km), kriged (:func:`dual_ordinary_kriging`, settings ``s``) onto
+    (``qx``, ``qy``)."""
+    pm, vm, cnt = fg.element_means(e, base)
+    cx = fg.element_means(e, gx)[0]
+    cy = fg.element_means(e, gy)[0]
+    ok = (cnt > 0) & np.isfinite(pm) & np.isfinite(vm)
+    if ok.sum() < 3:
+        return np.full(len(qx), float(np.mean(vm[ok] - pm[ok])) if ok.any() else 0.0)
+    return dual_ordinary_kriging(cx[ok], cy[ok], vm[ok] - pm[ok], qx, qy, max_points=s.kriging_points, seed=s.seed,
+                                 nlags=s.variogram_lags)
 
 
 def footprint_groups_of_gib(gib_tif, region=None):
@@ -484,6 +539,12 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     3. residual kriging (regression kriging, Hengl, Heuvelink and Rossiter 2007, Comput. Geosci. 33,
        1301): the network's residuals on the observed pixels, ordinary-kriged
        (:func:`dual_ordinary_kriging`) and added: what is left spatially correlated along the tracks.
+       With ``footprints``, an element whose recorded measurement variance is at least
+       ``settings.footprint_kriging`` of the variance of its footprints' residuals about the drift
+       (:meth:`FootprintGroups.noise_fraction`) is kriged as one residual per footprint at the centre
+       of its sub-footprints (:func:`footprint_residual_kriging`): the sub-footprints of a footprint
+       share one measurement error, which pixel kriging would read as along-track correlation and
+       copy into the map. The validation gate kriges the same way.
 
     ``footprints`` (:class:`FootprintGroups`, with ``settings.footprint_loss``): the network's MSE and log
     losses and the validation gate compare each footprint's measured value with the mean of the
@@ -570,13 +631,21 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
             val = vf == 0
     full_em = flat_em.copy()
     flat_em = flat_em & ~val[:, None]
-    fp_tr = fp_val = None
-    if footprints is not None and s.footprint_loss:
+    fp_tr = fp_val = fp_all = None
+    fp_krige = np.zeros(n_el, bool)        # elements whose residuals are kriged as footprint means
+    noise_frac = np.full(n_el, np.nan)
+    if footprints is not None:
         fpg = footprints.select(mask.ravel()[footprints.pix])
         fp_tr = fpg.select(~val[fpg.pix])
         all_val = np.bincount(fpg.group, weights=(~val[fpg.pix]).astype(float), minlength=fpg.n_groups) == 0
         fp_val = fpg.select(all_val[fpg.group])
-        if fp_tr.n_groups == 0:
+        fp_all = fpg if fpg.n_groups else None
+        if fp_all is not None:
+            for e in range(n_el):
+                if el_ok[e]:
+                    noise_frac[e] = fp_all.noise_fraction(e, base[:, e])
+            fp_krige = el_ok & np.isfinite(noise_frac) & (noise_frac >= float(s.footprint_kriging))
+        if fp_tr.n_groups == 0 or not s.footprint_loss:
             fp_tr = fp_val = None
 
     from .graph import subgraph_windows
@@ -743,7 +812,10 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
         err = []
         for cand in (base[:, e], flat_pred[:, e]):
             pe = cand[te]
-            if s.residual_kriging:
+            if s.residual_kriging and fp_krige[e]:
+                ftr = fp_all.select(~val[fp_all.pix])
+                pe = pe + footprint_residual_kriging(ftr, e, cand, gx, gy, gx[te], gy[te], s)
+            elif s.residual_kriging:
                 pe = pe + _rk_at(gx, gy, tr, flat_t[tr, e] - cand[tr], te, s)
             if fp_val is not None and fp_val.n_groups:
                 # footprint level: the mean over each validation footprint's pixels against its measurement
@@ -763,13 +835,17 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
         curve[-1]["drift"] = " ".join(str(c) for c in drift_choice)
         curve[-1]["net_kept"] = " ".join(str(int(k)) for k in keep)
         curve[-1]["net_validation_rmse"] = " ".join(f"{k}:{a:.4g}/{b:.4g}" for k, (a, b) in net_gain.items())
+        curve[-1]["noise_fraction"] = " ".join(f"{v:.3g}" for v in noise_frac)
+        curve[-1]["footprint_kriging"] = " ".join(str(int(k)) for k in fp_krige)
     # 3. residual kriging of what the network left on the observed pixels
     if s.residual_kriging:
         p_rk = subrange(p, 0.9, 1.0)
         for e in range(n_el):
             p.check()
             sel = flat_em[:, e]
-            if el_ok[e] and sel.sum() >= 3:
+            if el_ok[e] and fp_krige[e]:
+                flat_pred[:, e] += footprint_residual_kriging(fp_all, e, flat_pred[:, e].copy(), gx, gy, gx, gy, s)
+            elif el_ok[e] and sel.sum() >= 3:
                 r = flat_t[sel, e] - flat_pred[sel, e]
                 flat_pred[:, e] += dual_ordinary_kriging(gx[sel], gy[sel], r, gx, gy, max_points=s.kriging_points,
                                                          seed=s.seed, nlags=s.variogram_lags)
@@ -887,11 +963,11 @@ def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", pr
                                      window=s.window, resnet_weights=s.resnet_weights, cache_dir=cache_dir,
                                      device=device, seed=s.seed, progress=subrange(p, 0.0, 0.1))
     pw = gib_pixel_weight(target, err, mask)
-    fpg = footprint_groups_of_gib(gib_tif, region) if s.footprint_loss else None
+    fpg = footprint_groups_of_gib(gib_tif, region)
     pred, curve = fit_predict_grid(w_feat, lat, lon, mare, target, mask, pw, s, device=device,
                                    progress=subrange(p, 0.1, 0.98), albedo=a, footprints=fpg)
     if curve:
-        curve[-1]["fit_level"] = "footprint" if fpg is not None else "pixel"
+        curve[-1]["fit_level"] = "footprint" if fpg is not None and s.footprint_loss else "pixel"
     support = support_distance_km(mask, lat, lon)
     p.set(1.0, "done")
     return pred, support, curve

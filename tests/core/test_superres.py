@@ -477,3 +477,73 @@ def test_footprint_fit_does_not_learn_the_population_split():
     # the split in the map, as a fraction of the GIB's (1: learnt whole)
     assert slope["pixel"] / delta[e] > 0.3, slope
     assert abs(slope["footprint"] / delta[e]) < 0.05, slope
+
+
+def test_footprint_element_means_and_noise_fraction_by_hand():
+    # footprints A (pixels 0, 1), B (2, 3), C (4, 5), D (6, 7); one element
+    val = np.array([[1.0], [3.0], [4.0], [4.0], [0.0], [2.0], [6.0], [8.0]])
+    sig = np.full((8, 1), 0.5)
+    sig[1, 0] = 1.5                                   # A: mean sigma^2 (0.25 + 2.25) / 2 = 1.25
+    fg = T.FootprintGroups(np.arange(8), list("AABBCCDD"), val, sig)
+    base = np.array([0.0, 2.0, 1.0, 1.0, 0.0, 0.0, 5.0, 5.0])
+    pm, vm, cnt = fg.element_means(0, base)
+    np.testing.assert_allclose(pm, [1.0, 1.0, 0.0, 5.0])
+    np.testing.assert_allclose(vm, [2.0, 4.0, 1.0, 7.0])
+    np.testing.assert_array_equal(cnt, [2, 2, 2, 2])
+    r = np.array([1.0, 3.0, 1.0, 2.0])                # footprint residuals vm - pm
+    s2 = np.array([1.25, 0.25, 0.25, 0.25])
+    assert fg.noise_fraction(0, base) == pytest.approx(s2.mean() / r.var())
+    assert np.isnan(T.FootprintGroups(np.arange(8), list("AABBCCDD"), val).noise_fraction(0, base))
+
+
+def test_footprint_residual_kriging_is_kriging_of_footprint_means():
+    """Each footprint becomes one observation, its residual (measured value minus the mean of the base
+    over its pixels) at the centre of its pixels; compared with PyKrige's ordinary kriging of those
+    points, computed here by hand, with the same variogram."""
+    from pykrige.ok import OrdinaryKriging
+    rng = np.random.default_rng(3)
+    n_fp, per = 30, 3
+    gx = rng.uniform(0, 300, n_fp * per + 50)
+    gy = rng.uniform(0, 300, n_fp * per + 50)
+    pix = np.arange(n_fp * per)
+    grp = np.repeat(np.arange(n_fp), per)
+    base = rng.normal(5, 1, len(gx))
+    val = (np.repeat(rng.normal(6, 1, n_fp), per) + rng.normal(0, 0.2, n_fp * per))[:, None]
+    fg = T.FootprintGroups(pix, grp, val)
+    s = T.SuperResSettings()
+    q = np.arange(n_fp * per, len(gx))
+    got = T.footprint_residual_kriging(fg, 0, base, gx, gy, gx[q], gy[q], s)
+    cx = np.array([gx[pix][grp == g].mean() for g in range(n_fp)])
+    cy = np.array([gy[pix][grp == g].mean() for g in range(n_fp)])
+    res = np.array([val[grp == g, 0].mean() - base[:n_fp * per][grp == g].mean() for g in range(n_fp)])
+    ok = OrdinaryKriging(cx, cy, res, variogram_model="spherical", nlags=s.variogram_lags)
+    ref, _ = ok.execute("points", gx[q], gy[q])
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_noisy_element_is_kriged_by_footprint():
+    """Two elements on the same footprints: one whose footprints differ only by their shared measurement
+    error (recorded sigma = the scatter: noise fraction ~1), one with a real field and a small error.
+    The first is kriged as footprint means, the second per pixel (the curve's last row says so)."""
+    d, w, mare = _tiny_case()
+    mask = d["track_mask"]
+    rr, cc = np.nonzero(mask)
+    group = (rr // 8) * 1000 + cc // 6
+    gi = np.unique(group, return_inverse=True)[1].ravel()
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1.0, gi.max() + 1)[gi]             # one error per footprint, 1 sigma = 1 wt%
+    vals = d["truth"][rr, cc].copy()
+    vals[:, 0] = 45.0 + noise                                 # element 0: flat surface, noisy footprints
+    sig = np.full_like(vals, 0.01)
+    sig[:, 0] = 1.0
+    target = np.full(mask.shape + (8,), np.nan)
+    target[rr, cc] = vals
+    fg = T.FootprintGroups(rr * mask.shape[1] + cc, group, vals, sig)
+    s = dict(TINY, sweeps=1, phase1_sweeps=1, drift="none", net_validation=0.0)
+    _, curve = T.fit_predict_grid(w, d["lat"], d["lon"], mare, target, mask, None, s, footprints=fg)
+    frac = [float(v) for v in curve[-1]["noise_fraction"].split()]
+    flags = curve[-1]["footprint_kriging"].split()
+    # by hand: the drift "none" is the mean over the pixels, each footprint's mean departs by its noise
+    fp_mean = np.bincount(gi, weights=vals[:, 0]) / np.bincount(gi)
+    assert frac[0] == pytest.approx(1.0 / np.var(fp_mean - vals[:, 0].mean()), rel=1e-2) and flags[0] == "1"
+    assert all(f < 0.5 for f in frac[1:]) and flags[1:] == ["0"] * 7
