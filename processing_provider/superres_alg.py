@@ -44,12 +44,15 @@ fitted to the GIB pixels learns that prior's contrast instead of the surface's. 
 <li><b>Hybrid with kriging</b>: the network corrects a classical drift per element (the mean, the 12.5 km albedo
 mean, or that plus position, chosen by cross-validation over column blocks of the observed pixels), and the
 residuals on the observed pixels are kriged (regression kriging; variogram fitted with 20 lag bins, every observation
-up to 4,000 in the system). 20 % of the observed pixels (whole track strips, by column blocks) are kept out of the
+up to 4,000 in the system); an element whose GIB-recorded errors make up at least half the variance of its footprints'
+residuals is kriged as one value per footprint at the footprint's centre instead (its sub-footprints share one
+measurement error, which pixel kriging would copy into the map as along-track structure). 20 % of the observed pixels (whole track strips, by column blocks) are kept out of the
 network's training: an element keeps the network's correction only where it lowers the error of those footprints'
 means by more than 1 %, otherwise its map is drift + kriging. The training curve's last row says which elements
-kept it. On the simulated benchmark the network, fitted to the footprints, finds almost nothing the drift and the
-kriging have not already explained (validation changes of at most 0.2 % in 4 of 5 hold-out draws): the map is
-essentially drift + residual kriging.
+kept it, and which elements were kriged by footprint. On the simulated benchmark the network, fitted to the
+footprints, finds little the drift and the kriging have not already explained (the gate kept a correction in one of
+5 hold-out draws): the map is essentially drift + residual kriging, and it beats inverse-distance weighting, ordinary
+kriging and kriging with the albedo drift on every element (README, Figures).
 {"net_min_gain": 1} in the advanced settings gives drift + residual kriging alone.</li>
 </ul>
 <h3>Parameters</h3>
@@ -58,7 +61,7 @@ essentially drift + residual kriging.
 100; 16 trains in minutes on a laptop CPU), <b>sweeps</b>, <b>steps per subgraph</b>, <b>seed</b> and the <b>device</b>
 (cpu, or cuda where a GPU is present). Advanced: further settings of the core as a JSON object (subgraph stride and
 size, number of features, hidden sizes, loss weights, drift, residual kriging, kriging_points, variogram_lags,
-net_validation, net_min_gain, footprint_loss; unknown names are refused).</p>
+net_validation, net_min_gain, footprint_loss, footprint_kriging; unknown names are refused).</p>
 <h3>Outputs</h3>
 <p>A GeoTIFF of the region in IAU_2015:30100, one band per element (wt%) and a support band (km to the nearest observed
 pixel: large values mean extrapolation), loaded with a colour ramp; the training curve as CSV.</p>"""

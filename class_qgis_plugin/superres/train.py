@@ -313,19 +313,11 @@ class FootprintGroups:
         return out
 
     def means(self, pixel_values):
-        """Per footprint and element, the mean over its contributions of ``pixel_values`` (n_pixels, E)
-        taken at their pixels, and of their own values; both only over the contributions where the
-        element has a value. Returns ``(mean_pixels (G, E), mean_values (G, E), count (G, E))``."""
-        fin = np.isfinite(self.value)
-        pv = np.asarray(pixel_values, np.float64)[self.pix]
-        cnt = np.zeros((self.n_groups, self.value.shape[1]))
-        sp, sv = np.zeros_like(cnt), np.zeros_like(cnt)
-        np.add.at(cnt, self.group, fin.astype(np.float64))
-        np.add.at(sp, self.group, np.where(fin, pv, 0.0))
-        np.add.at(sv, self.group, np.where(fin, self.value, 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return sp / cnt, sv / cnt, cnt
-
+        """:meth:`element_means` of every element: ``pixel_values`` (n_pixels, E) -> ``(mean_pixels,
+        mean_values, count)``, (G, E) each."""
+        pv = np.asarray(pixel_values, np.float64)
+        cols = [self.element_means(e, pv[:, e]) for e in range(self.value.shape[1])]
+        return tuple(np.stack([c[k] for c in cols], axis=1) for k in range(3))
 
     def element_means(self, e, pixel_values):
         """For element ``e``: per footprint the mean of ``pixel_values`` (n_pixels,) and of its own values

@@ -472,7 +472,7 @@ def test_footprint_fit_does_not_learn_the_population_split():
     for level, fp in (("pixel", None), ("footprint", fg)):
         pred, _ = T.fit_predict_grid(w, d["lat"], d["lon"], mare, target, mask, None, s, footprints=fp)
         p = pred[e].ravel()[fg.pix]
-        p = p - fg.means(pred[e].reshape(-1, 1))[0][fg.group, 0]      # within-footprint part of the map
+        p = p - fg.element_means(e, pred[e].ravel())[0][fg.group]       # within-footprint part of the map
         slope[level] = float(np.sum(p * x) / np.sum(x ** 2))
     # the split in the map, as a fraction of the GIB's (1: learnt whole)
     assert slope["pixel"] / delta[e] > 0.3, slope
