@@ -19,9 +19,9 @@
   cross-validation) and is validated on column blocks of observed pixels it did not train on: per
   element, its correction is kept only where it lowers the validation error (of the validation
   footprints' means, when the footprints are known) by more than ``net_min_gain``; residual kriging last
-  (per pixel, or, for an element whose GIB-recorded errors make up at least ``footprint_kriging`` of
-  its footprint residuals' variance, of the footprint means at the footprints' centres) (every observation up to ``kriging_points``, variogram
-  with ``variogram_lags`` lag bins).
+  (every observation up to ``kriging_points``, variogram with ``variogram_lags`` lag bins): per pixel,
+  or, for an element whose GIB-recorded errors make up at least ``footprint_kriging`` of its footprint
+  residuals' variance, one residual per footprint at the footprint's centre.
 
 Seeded (``seed``): the same inputs and settings give the same map on the same machine/thread count
 (bit for bit on small grids, a test; on the simulated region with 2 threads two runs differed by at
@@ -290,8 +290,7 @@ class FootprintGroups:
             self.weight = np.ones(self.n_groups)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                rel = (np.asarray(sigma, np.float64).reshape(self.value.shape)
-                       / np.where(self.value > 0, self.value, np.nan)) ** 2
+                rel = (self.sigma / np.where(self.value > 0, self.value, np.nan)) ** 2
             ok = np.isfinite(rel)
             num = np.bincount(self.group, weights=np.where(ok, rel, 0).sum(axis=1), minlength=self.n_groups)
             den = np.bincount(self.group, weights=ok.sum(axis=1), minlength=self.n_groups)
