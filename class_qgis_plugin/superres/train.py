@@ -311,24 +311,19 @@ class FootprintGroups:
         out.weight = self.weight[used]
         return out
 
-    def means(self, pixel_values):
-        """:meth:`element_means` of every element: ``pixel_values`` (n_pixels, E) -> ``(mean_pixels,
-        mean_values, count)``, (G, E) each."""
-        pv = np.asarray(pixel_values, np.float64)
-        cols = [self.element_means(e, pv[:, e]) for e in range(self.value.shape[1])]
-        return tuple(np.stack([c[k] for c in cols], axis=1) for k in range(3))
-
-    def element_means(self, e, pixel_values):
-        """For element ``e``: per footprint the mean of ``pixel_values`` (n_pixels,) and of its own values
-        over its contributions with a value of ``e``, and their count: ``(mean_pixels, mean_values, count)``
-        (G,) each."""
+    def element_means(self, e, pixel_values=None):
+        """For element ``e``: per footprint the mean of ``pixel_values`` (n_pixels,) (None: not computed)
+        and of its own values over its contributions with a value of ``e``, and their count:
+        ``(mean_pixels, mean_values, count)`` (G,) each."""
         fin = np.isfinite(self.value[:, e])
         cnt = np.bincount(self.group, weights=fin.astype(np.float64), minlength=self.n_groups)
-        pv = np.asarray(pixel_values, np.float64)[self.pix]
-        sp = np.bincount(self.group, weights=np.where(fin, pv, 0.0), minlength=self.n_groups)
         sv = np.bincount(self.group, weights=np.where(fin, self.value[:, e], 0.0), minlength=self.n_groups)
+        sp = None
+        if pixel_values is not None:
+            pv = np.asarray(pixel_values, np.float64)[self.pix]
+            sp = np.bincount(self.group, weights=np.where(fin, pv, 0.0), minlength=self.n_groups)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return sp / cnt, sv / cnt, cnt
+            return None if sp is None else sp / cnt, sv / cnt, cnt
 
     def noise_fraction(self, e, base):
         """Mean recorded measurement variance of element ``e``'s footprints (the mean sigma^2 of their
@@ -664,11 +659,9 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
             sub = fp_tr.select(inside)
             local = (sub.pix // cols - r0) * (c1 - c0) + (sub.pix % cols - c0)
             fin = np.isfinite(sub.value) & el_ok[None]
-            cnt = np.zeros((sub.n_groups, n_el))
-            tot = np.zeros_like(cnt)
-            np.add.at(cnt, sub.group, fin.astype(np.float64))
-            np.add.at(tot, sub.group, np.where(fin, sub.value, 0.0))
-            tgt = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
+            vm_cnt = [sub.element_means(e)[1:] for e in range(n_el)]
+            cnt = np.stack([c for _, c in vm_cnt], axis=1) * el_ok[None]
+            tgt = np.where(cnt > 0, np.stack([v for v, _ in vm_cnt], axis=1), 0.0)
             gw = sub.weight[:, None] * (cnt > 0)
             out = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (
                 local.astype(np.int64), sub.group, fin.astype(np.float32), np.maximum(cnt, 1).astype(np.float32),
@@ -810,12 +803,12 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
                 pe = pe + _rk_at(gx, gy, tr, flat_t[tr, e] - cand[tr], te, s)
             if fp_val is not None and fp_val.n_groups:
                 # footprint level: the mean over each validation footprint's pixels against its measurement
-                col = np.full((rows * cols, n_el), np.nan)
-                col[te, e] = pe
-                pm, vm, cnt = fp_val.means(col)
-                ok = (cnt[:, e] > 0) & np.isfinite(pm[:, e])
+                col = np.full(rows * cols, np.nan)
+                col[te] = pe
+                pm, vm, cnt = fp_val.element_means(e, col)
+                ok = (cnt > 0) & np.isfinite(pm)
                 if ok.any():
-                    err.append(float(np.sqrt(np.mean((vm[ok, e] - pm[ok, e]) ** 2))))
+                    err.append(float(np.sqrt(np.mean((vm[ok] - pm[ok]) ** 2))))
                     continue
             err.append(float(np.sqrt(np.mean((flat_t[te, e] - pe) ** 2))))
         keep[e] = err[1] < (1.0 - s.net_min_gain) * err[0]

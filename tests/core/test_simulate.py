@@ -152,7 +152,7 @@ def test_gib_footprint_groups_average_to_the_inverted_values(demo):
         fg = footprint_groups_of_gib(tif)
         rec = load_region_records(out / "gib", i, j)
         assert fg is not None and len(fg.pix) == len(rec["obs_id"])
-        _, vm, cnt = fg.means(np.zeros((geo.REGION_ROWS * geo.REGION_COLS, 8)))
+        vm, cnt = (np.stack(a, axis=1) for a in zip(*(fg.element_means(e)[1:] for e in range(8))))
         for g in range(fg.n_groups):
             first = np.nonzero(fg.group == g)[0][0]
             if (fg.group == g).sum() != rec["n_sub"][first]:
