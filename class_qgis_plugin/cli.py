@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Cancelled, ClassXRFError
+from .choices import GAIN_FIT_MODES, STATISTICS
 from .progress import ConsoleProgress
 
 
@@ -41,15 +42,19 @@ def _cmd_coadd(args):
 
 
 def _cmd_invert(args):
-    from . import geo, invert
+    from . import tasks
 
-    geoms, attrs, _ = geo.read_vector(args.layer)
-    cols = invert.invert_layer(args.layer, rmf=args.rmf, arf=args.arf, background=args.background,
-                               solar=args.solar, gain_slope=args.gain[0], gain_offset=args.gain[1],
-                               fit_norm=not args.fixed_norm, progress=ConsoleProgress("invert"))
-    attrs.update(cols)
-    geo.write_vector(args.out_layer, geoms, attrs)
-    print(f"{len(geoms)} spectra inverted -> {args.out_layer}")
+    r = tasks.invert(args.layer, args.out_layer, rmf=args.rmf, arf=args.arf, background=args.background,
+                     solar=args.solar, gain_slope=args.gain[0], gain_offset=args.gain[1], e_range=args.e_range,
+                     oxygen=args.oxygen if args.oxygen == "stoichiometric" else float(args.oxygen),
+                     fit_norm=not args.fixed_norm, gain_fit=args.gain_fit, statistic=args.statistic,
+                     plot_dir=args.plots, progress=ConsoleProgress("invert"))
+    print(f"{r['n']} spectra inverted -> {args.out_layer}; {r['n_fitted']} fitted, "
+          f"median reduced chi2 (XSPEC chi) {r['median_redchi'] if r['median_redchi'] is None else round(r['median_redchi'], 3)}")
+    for note in r["notes"]:
+        print(f"  response: {note}")
+    for what, v in r["flagged"].items():
+        print(f"  flagged {v['n']}: {what} (e.g. {v['example']})")
 
 
 def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True, fit_norm=False, superres=False):
@@ -81,8 +86,8 @@ def run_demo(out, seed=42, tracks=24, window=12, stride=12, progress=True, fit_n
     solar_layer = out / "observations_solar.gpkg"
     geo.write_vector(solar_layer, res.geometries, attrs)
     t3 = time.perf_counter()
-    cols = invert.invert_layer(solar_layer, rmf=sim.rmf, arf=sim.arf, background=sim.background,
-                               fit_norm=fit_norm, progress=prog("invert"))
+    cols, _ = invert.invert_layer(solar_layer, rmf=sim.rmf, arf=sim.arf, background=sim.background,
+                                  fit_norm=fit_norm, progress=prog("invert"))
     attrs.update(cols)
     abund_layer = out / "abundances.gpkg"
     geo.write_vector(abund_layer, res.geometries, attrs)
@@ -180,6 +185,13 @@ def main(argv=None):
     v.add_argument("--solar", help="solar table for observations without a solar_file column")
     v.add_argument("--gain", type=float, nargs=2, default=(1.0, 0.0), metavar=("SLOPE", "OFFSET"))
     v.add_argument("--fixed-norm", action="store_true", help="do not fit the fluorescence normalisation")
+    v.add_argument("--gain-fit", choices=list(GAIN_FIT_MODES), default="none",
+                   help="fit the gain (XSPEC 'gain fit') per spectrum or shared by all spectra, from --gain")
+    v.add_argument("--statistic", choices=list(STATISTICS), default="cstat",
+                   help="statistic minimised: cstat (Poisson) or chi (XSPEC's chi); both are written")
+    v.add_argument("--e-range", type=float, nargs=2, default=(0.9, 4.2), metavar=("EMIN", "EMAX"))
+    v.add_argument("--oxygen", default="stoichiometric", help="'stoichiometric' or a fixed wt%%, e.g. 45")
+    v.add_argument("--plots", help="folder for fit plots")
     v.set_defaults(func=_cmd_invert)
     d = sub.add_parser("demo", help="simulate -> co-add -> invert on the embedded default")
     d.add_argument("--out", default="demo_output")

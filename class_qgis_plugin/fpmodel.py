@@ -43,22 +43,21 @@ The incident spectrum is rebinned, conserving photons, onto an internal grid of 
 K (and L) absorption edges of the 8 elements, so no bin straddles an edge; atomic data are taken at
 bin centres. A 0.1 keV grid not aligned on edges biases Al/Si by about 15 % (see the tests).
 
-Gain
-----
-``gain_slope``/``gain_offset`` follow XSPEC's ``gain`` command (XSPEC manual, "gain: modify a
-response file gain"): the energies on which the response is defined are moved to
-``E' = E / slope - offset`` (offset in keV), and the effective-area curve is moved with them. So a
-photon of true energy ``E'`` is redistributed as the unshifted RMF redistributes the nominal energy
-``E = slope * (E' + offset)``, with the ARF taken at that same nominal energy (rows are
-interpolated linearly between the RMF's energy bins). Channel boundaries (EBOUNDS) are *not*
-changed: energy ranges (``e_range``, XSPEC's ``ignore``/``notice``) select channels by their
-nominal EBOUNDS, as XSPEC does. With ISRO's X2ABUNDANCE gain (1.0043, 0.0316 keV) a line moves up
-by ``0.0043 E + 0.032`` keV (39 eV at Si K alpha).
-
-``gain_convention="channel"`` selects the opposite reading (the energy of channel ``c`` is
-``slope * E_nominal(c) + offset``, lines move *down*), kept for gains calibrated that way; it is
-not XSPEC's, and on ISRO's test pair it puts every line 3 channels below the data
-(``benchmarks/bench_invert.py`` measures the line centroids under both readings).
+Response conventions (as XSPEC applies them)
+-------------------------------------------
+The RMF's channels start at ``TLMIN`` of its F_CHAN column, 1 when absent (:func:`ogip.read_rmf`);
+the ARF goes with the RMF row by row (:func:`ogip.arf_on_rmf`). ``gain_slope``/``gain_offset``
+follow XSPEC's ``gain`` command (XSPEC manual, "gain: modify a response file gain"; HEASoft
+``Response::applyGainFromFit``): the energies on which the matrix rows are defined move to
+``E' = E / slope - offset`` (offset in keV), so a photon of true energy ``E'`` is redistributed as
+the unshifted RMF redistributes the nominal energy ``E = slope * (E' + offset)`` (rows are
+interpolated linearly between the RMF's energy bins). The effective area is *not* moved: XSPEC
+rebins the saved area onto the shifted energies (``RealResponse::shiftEffectiveArea``), i.e. it
+stays at the photon's true energy. Channel boundaries (EBOUNDS) are not changed: energy ranges
+(``e_range``, XSPEC's ``ignore``/``notice``) select channels by their nominal EBOUNDS. With ISRO's
+X2ABUNDANCE gain (1.0043, 0.0316 keV) a line moves up by ``0.0043 E + 0.032`` keV (39 eV at Si K
+alpha). :meth:`Response.line_rows` and :meth:`Response.fold_density` take a gain per spectrum and
+give the derivatives by slope and offset, for a fitted gain (XSPEC's ``gain fit``).
 """
 import numpy as np
 
@@ -152,9 +151,12 @@ class Response:
     ``rmf`` and ``arf`` are :class:`class_qgis_plugin.ogip.RMF`/``ARF`` objects (or anything with
     the same fields: ``energ_lo``, ``energ_hi``, ``e_min``, ``e_max``, ``matrix`` for the RMF;
     ``energ_lo``, ``energ_hi``, ``specresp`` for the ARF). ``arf=None`` means an area of 1 cm^2.
+    ``notes`` lists what was done the XSPEC way that a user may want to know (channel numbering,
+    ARF pairing).
     """
 
-    def __init__(self, rmf, arf=None, gain_slope=1.0, gain_offset=0.0, gain_convention="xspec"):
+    def __init__(self, rmf, arf=None, gain_slope=1.0, gain_offset=0.0):
+        from .ogip import arf_on_rmf
         self.rmf = rmf
         self.path = getattr(rmf, "path", None)
         lo = np.asarray(_field(rmf, "energ_lo"), float)
@@ -162,83 +164,72 @@ class Response:
         self.matrix = np.asarray(_field(rmf, "matrix"), float)
         if self.matrix.shape[0] != lo.size:
             raise ClassXRFError(self.path, "MATRIX rows do not match ENERG_LO", key="MATRIX")
+        if lo.size < 2:
+            raise ClassXRFError(self.path, "the RMF needs at least two energy rows", key="ENERG_LO")
         self.e_mid = 0.5 * (lo + hi)
         self.energ_lo, self.energ_hi = lo, hi
         self.e_min = np.asarray(_field(rmf, "e_min"), float)
         self.e_max = np.asarray(_field(rmf, "e_max"), float)
-        self.first_channel = int(getattr(rmf, "first_channel", 0) if not isinstance(rmf, dict)
-                                 else rmf.get("first_channel", 0))
+        self.notes = list(getattr(rmf, "notes", None) or [])
         if not (gain_slope > 0):
             raise ClassXRFError(None, "gain slope must be positive", key="gain_slope")
-        if gain_convention not in ("xspec", "channel"):
-            raise ClassXRFError(None, f"gain_convention must be 'xspec' or 'channel', got {gain_convention!r}",
-                                key="gain_convention")
         self.gain_slope = float(gain_slope)
         self.gain_offset = float(gain_offset)
-        self.gain_convention = gain_convention
         if arf is None:
-            self.area_mid = np.ones_like(self.e_mid)
-            self._arf_mid, self._arf_val = self.e_mid, self.area_mid
+            self.area_rows = np.ones_like(self.e_mid)
         else:
-            alo = np.asarray(_field(arf, "energ_lo", "e_low"), float)
-            ahi = np.asarray(_field(arf, "energ_hi", "e_high"), float)
-            val = np.asarray(_field(arf, "specresp"), float)
-            keep = ahi > alo
-            mid = 0.5 * (alo + ahi)[keep]
-            order = np.argsort(mid)
-            self._arf_mid, self._arf_val = mid[order], val[keep][order]
+            self.area_rows, note = arf_on_rmf(arf, rmf)
+            if note:
+                self.notes.append(note)
 
     @property
     def n_channels(self):
         return self.matrix.shape[1]
 
-    def nominal_energy(self, energy):
+    def nominal_energy(self, energy, slope=None, offset=None):
         """The energy in the unshifted response that a photon of true ``energy`` is treated as:
-        ``slope * (E + offset)`` (XSPEC) or ``(E - offset) / slope`` (``"channel"``)."""
-        e = np.asarray(energy, float)
-        if self.gain_convention == "xspec":
-            return self.gain_slope * (e + self.gain_offset)
-        return (e - self.gain_offset) / self.gain_slope
+        ``slope * (E + offset)`` (XSPEC's gain; this response's own gain by default)."""
+        sl = self.gain_slope if slope is None else slope
+        off = self.gain_offset if offset is None else offset
+        return sl * (np.asarray(energy, float) + off)
 
     def true_energy(self, nominal):
-        """Inverse of :meth:`nominal_energy`."""
-        e = np.asarray(nominal, float)
-        if self.gain_convention == "xspec":
-            return e / self.gain_slope - self.gain_offset
-        return self.gain_slope * e + self.gain_offset
+        """Inverse of :meth:`nominal_energy` at this response's gain."""
+        return np.asarray(nominal, float) / self.gain_slope - self.gain_offset
 
     def channel_energy(self):
         """Channel bounds ``(lo, hi)`` keV used to select fit ranges: the nominal EBOUNDS (XSPEC's
-        ``ignore``/``notice`` do not see the gain shift) for the XSPEC convention, the shifted
-        bounds ``slope * E_nominal + offset`` for the ``"channel"`` convention."""
-        if self.gain_convention == "xspec":
-            return self.e_min.copy(), self.e_max.copy()
-        return (self.gain_slope * self.e_min + self.gain_offset,
-                self.gain_slope * self.e_max + self.gain_offset)
+        ``ignore``/``notice`` do not see the gain shift)."""
+        return self.e_min.copy(), self.e_max.copy()
 
     def max_true_energy(self):
         return float(self.true_energy(self.energ_hi[-1]))
 
     def area(self, energy):
-        """Effective area (cm^2) for photons of true ``energy`` (linear interpolation, 0 outside):
-        the ARF at the true energy for the ``"channel"`` convention, at the nominal energy for
-        XSPEC's (which moves the area curve with the matrix)."""
+        """Effective area (cm^2) for photons of true ``energy``: the ARF (paired with the RMF's
+        rows) interpolated linearly between row centres, 0 outside the RMF's energies. It does
+        not depend on the gain (``RealResponse::shiftEffectiveArea``)."""
         e = np.asarray(energy, float)
-        if self.gain_convention == "xspec":
-            e = self.nominal_energy(e)
-        return np.interp(e, self._arf_mid, self._arf_val, left=0.0, right=0.0)
+        a = np.interp(e, self.e_mid, self.area_rows)
+        return np.where((e < self.energ_lo[0]) | (e > self.energ_hi[-1]), 0.0, a)
+
+    def _interp(self, nominal):
+        """Linear interpolation between the matrix rows at nominal energies: lower row ``j``,
+        fraction ``t`` towards row ``j + 1``, weight ``w`` (0 outside the RMF) and
+        ``dt/dnominal`` (0 where ``t`` is clipped)."""
+        mid = self.e_mid
+        j = np.clip(np.searchsorted(mid, nominal) - 1, 0, mid.size - 2)
+        d = mid[j + 1] - mid[j]
+        t = (nominal - mid[j]) / d
+        w = ((nominal >= self.energ_lo[0]) & (nominal <= self.energ_hi[-1])).astype(float)
+        dt = np.where((t > 0) & (t < 1), w / d, 0.0)
+        return j, np.clip(t, 0.0, 1.0), w, dt
 
     def redistribution(self, energy):
         """RMF rows (len(energy), n_chan) for photons of true ``energy`` under the gain shift."""
         e = np.atleast_1d(np.asarray(energy, float))
-        nominal = self.nominal_energy(e)
-        mid = self.e_mid
-        j = np.clip(np.searchsorted(mid, nominal) - 1, 0, mid.size - 2)
-        f = np.clip((nominal - mid[j]) / (mid[j + 1] - mid[j]), 0.0, 1.0)
-        rows = (1.0 - f)[:, None] * self.matrix[j] + f[:, None] * self.matrix[j + 1]
-        outside = (nominal < self.energ_lo[0]) | (nominal > self.energ_hi[-1])
-        rows[outside] = 0.0
-        return rows
+        j, t, w, _ = self._interp(self.nominal_energy(e))
+        return (w * (1.0 - t))[:, None] * self.matrix[j] + (w * t)[:, None] * self.matrix[j + 1]
 
     def counts_per_photon(self, energy):
         """ARF(E) x RMF row (len(energy), n_chan): expected counts per photon cm^-2 at E."""
@@ -246,16 +237,74 @@ class Response:
         return self.area(e)[:, None] * self.redistribution(e)
 
     def channel_mask(self, e_lo, e_hi):
-        """Channels whose gain-corrected bounds lie inside [e_lo, e_hi] keV."""
+        """Channels whose nominal bounds lie inside [e_lo, e_hi] keV."""
         lo, hi = self.channel_energy()
         return (lo >= e_lo - 1e-9) & (hi <= e_hi + 1e-9)
+
+    def _gains(self, slope, offset, n=None):
+        """Slopes and offsets as 1-D arrays of one length (``n`` when given)."""
+        sl = np.atleast_1d(np.asarray(self.gain_slope if slope is None else slope, float))
+        off = np.atleast_1d(np.asarray(self.gain_offset if offset is None else offset, float))
+        sl, off = np.broadcast_arrays(sl.ravel(), off.ravel())
+        if n is not None:
+            sl, off = np.broadcast_to(sl, (n,)), np.broadcast_to(off, (n,))
+        return sl, off
+
+    def line_rows(self, energy, slope=None, offset=None, channels=None, grad=False):
+        """Counts per photon cm^-2 (n, K, n_c) for photons of true ``energy`` (K,) under a gain
+        per spectrum (``slope``, ``offset`` of shape (n,); this response's own by default), in the
+        channels ``channels`` (a mask or index; all by default). With ``grad`` also the
+        derivatives by slope and by offset (each (n, K, n_c); the interpolation between rows is
+        linear, so they are exact between row centres)."""
+        e = np.asarray(energy, float).ravel()
+        sl, off = self._gains(slope, offset)
+        Mc = self.matrix if channels is None else self.matrix[:, channels]
+        nominal = sl[:, None] * (e[None, :] + off[:, None])
+        j, t, w, dt = self._interp(nominal)
+        a = self.area(e)[None, :]
+        R = ((w * (1.0 - t) * a)[..., None] * Mc[j] + (w * t * a)[..., None] * Mc[j + 1])
+        if not grad:
+            return R
+        dR = (dt * a)[..., None] * (Mc[j + 1] - Mc[j])
+        return R, dR * (e[None, :] + off[:, None])[..., None], dR * sl[:, None, None]
+
+    def fold_density(self, energy, photons, slope=None, offset=None, channels=None, grad=False):
+        """Counts per channel (n, n_c) of ``photons`` (n, K) at true energies ``energy`` (K,)
+        (e.g. a continuum per integration bin), gain per spectrum as in :meth:`line_rows`. The
+        photons are deposited on the RMF's energy rows and folded by one matrix product (the same
+        numbers as ``photons @ counts_per_photon(energy)`` at a shared gain, without an
+        (n, K, n_c) array). With ``grad`` also the derivatives by slope and by offset."""
+        e = np.asarray(energy, float).ravel()
+        ph = np.atleast_2d(np.asarray(photons, float))
+        n, K = ph.shape
+        sl, off = self._gains(slope, offset, n)
+        Mc = self.matrix if channels is None else self.matrix[:, channels]
+        nominal = sl[:, None] * (e[None, :] + off[:, None])
+        j, t, w, dt = self._interp(nominal)
+        q = ph * self.area(e)[None, :]
+        nrow = self.e_mid.size
+        base = (np.arange(n) * nrow)[:, None] + j
+
+        def deposit(lower, upper):
+            acc = np.bincount(base.ravel(), lower.ravel(), minlength=n * nrow)
+            acc += np.bincount((base + 1).ravel(), upper.ravel(), minlength=n * nrow)
+            return acc.reshape(n, nrow) @ Mc
+
+        counts = deposit(q * w * (1.0 - t), q * w * t)
+        if not grad:
+            return counts
+        g = q * dt
+        gs = g * (e[None, :] + off[:, None])
+        go = g * sl[:, None]
+        return counts, deposit(-gs, gs), deposit(-go, go)
 
 
 # ------------------------------------------------------------------------------------------------
 # forward model
 # ------------------------------------------------------------------------------------------------
 
-def _as_angles(x, n, name):
+def _as_angles(x, n, name, finite=True):
+    """``x`` as n values (a scalar is repeated); with ``finite`` non-finite values are an error."""
     a = np.asarray(x, float)
     if a.ndim == 0:
         a = np.full(n, float(a))
@@ -264,7 +313,7 @@ def _as_angles(x, n, name):
         a = np.full(n, a[0])
     if a.size != n:
         raise ClassXRFError(None, f"{name} has {a.size} values for {n} compositions", key=name)
-    if np.any(~np.isfinite(a)):
+    if finite and np.any(~np.isfinite(a)):
         raise ClassXRFError(None, f"{name} must be finite", key=name)
     return a
 
@@ -283,8 +332,8 @@ class ForwardModel:
     def __init__(self, rmf, arf, solar_energy_keV, solar_flux, gain_slope=1.0, gain_offset=0.0,
                  grid_step_keV=0.01, edge_aligned=True, e_min_keV=0.3, e_max_keV=20.0,
                  solid_angle_sr=DEFAULT_SOLID_ANGLE_SR, norm=1.0, secondary=True,
-                 l_line_min_keV=0.6, gain_convention="xspec"):
-        self.response = Response(rmf, arf, gain_slope, gain_offset, gain_convention)
+                 l_line_min_keV=0.6):
+        self.response = Response(rmf, arf, gain_slope, gain_offset)
         se = np.asarray(solar_energy_keV, float).ravel()
         sf = np.asarray(solar_flux, float)
         if sf.ndim == 1:

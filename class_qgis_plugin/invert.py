@@ -50,8 +50,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .choices import GAIN_FIT_MODES, STATISTICS
 from .composition import (ELEMENTS, HIGHLAND_WT, MARE_WT, oxygen_fraction_coefficients)
 from .errors import ClassXRFError
+from .fitkernel import batched_lm, chi_xspec, cstat, fisher, residual_terms, xspec_variance
 from .progress import as_progress, subrange
 
 FREE = ("Na", "Mg", "Al", "Ca", "Ti", "Fe")
@@ -109,15 +111,36 @@ def _params_from_wt(wt):
     return np.asarray(wt, float)[..., FREE_IDX]
 
 
+#: bounds of a fitted gain: slope, offset (keV)
+GAIN_BOUNDS = ((0.95, 1.05), (-0.1, 0.1))
+#: above this reduced chi-square a fit is flagged and its elements are NULL: XSPEC's ``error``
+#: command refuses to compute errors above a reduced chi-square of 2 (its ``maximum`` default)
+MAX_REDCHI = 2.0
+#: a spectrum whose net counts in the fit range are below this many sigma is not fitted
+MIN_NET_SIGMA = 3.0
+
+#: elements to style an abundance layer by, best first among those the fits constrain as often
+STYLE_PREFERENCE = ("Al", "Mg", "Si", "Ca", "Fe", "Ti", "Na", "O")
+
+#: fit_flag codes and the reason each stands for (fit_note adds the numbers)
+FIT_FLAGS = {0: "ok", 1: "bad input row", 2: "solar spectrum is zero", 3: "response does not cover the fit range",
+             4: "no net counts", 5: "fit did not converge", 6: "fit never moved from its start", 7: "poor fit"}
+
+
 @dataclass
 class InversionResult:
-    """Per spectrum (n): ``wt`` (n, 8) wt%; ``err`` (n, 8) 1 sigma (NaN where unconstrained);
-    ``ok`` (n, 8) bool; ``corr`` (n, 8, 8); ``chi2``, ``dof``, ``cstat``, ``converged``, ``n_iter``,
-    ``scat_norm``, ``fl_norm``; ``model`` (n, n_fit) expected counts and ``data``/``background`` in
-    the fit channels, ``fit_channels`` (bool mask over all channels), ``channel_energy`` (lo, hi)."""
+    """Per spectrum (n): ``wt`` (n, 8) wt% (NaN where unconstrained or the fit is flagged);
+    ``err`` (n, 8) 1 sigma; ``ok`` (n, 8) bool; ``wt_prior`` (n, 8) the prior-dominated value of an
+    unconstrained element (NaN elsewhere); ``corr`` (n, 8, 8); ``chi2`` (XSPEC's ``chi``),
+    ``dof``, ``cstat``, ``converged``, ``n_iter``, ``scat_norm``, ``fl_norm``, ``gain_slope``,
+    ``gain_offset`` and their errors (NaN when not fitted), ``flag`` (:data:`FIT_FLAGS`) and
+    ``note`` (the reason, in words); ``model`` (n, n_fit) expected counts and ``data``/
+    ``background`` in the fit channels, ``fit_channels`` (bool mask over all channels),
+    ``channel_energy`` (lo, hi); ``notes`` what the response reading did (channels, ARF pairing)."""
     wt: np.ndarray
     err: np.ndarray
     ok: np.ndarray
+    wt_prior: np.ndarray
     corr: np.ndarray
     chi2: np.ndarray
     dof: np.ndarray
@@ -126,20 +149,28 @@ class InversionResult:
     n_iter: np.ndarray
     scat_norm: np.ndarray
     fl_norm: np.ndarray
+    gain_slope: np.ndarray
+    gain_offset: np.ndarray
+    gain_slope_err: np.ndarray
+    gain_offset_err: np.ndarray
+    flag: np.ndarray
+    note: list
     model: np.ndarray
     data: np.ndarray
     background: np.ndarray
     fit_channels: np.ndarray
     channel_energy: tuple
-    extra: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
     def columns(self):
-        """The observation-layer columns of contract 4 (dict name -> array)."""
+        """The observation-layer columns the inversion adds (dict name -> array)."""
         cols = {}
         for k, el in enumerate(ELEMENTS):
             cols[el] = self.wt[:, k]
             cols[f"{el}_err"] = self.err[:, k]
             cols[f"{el}_ok"] = self.ok[:, k].astype(np.int32)
+        for k in FREE_IDX:
+            cols[f"{ELEMENTS[k]}_prior"] = self.wt_prior[:, k]
         cols["chi2"] = self.chi2
         cols["dof"] = self.dof.astype(np.int32)
         cols["cstat"] = self.cstat
@@ -147,222 +178,132 @@ class InversionResult:
         cols["n_iter"] = self.n_iter.astype(np.int32)
         cols["scat_norm"] = self.scat_norm
         cols["fl_norm"] = self.fl_norm
+        cols["gain_slope"] = self.gain_slope
+        cols["gain_off"] = self.gain_offset
+        cols["gslope_err"] = self.gain_slope_err
+        cols["goff_err"] = self.gain_offset_err
+        cols["fit_flag"] = self.flag.astype(np.int32)
+        cols["fit_note"] = np.array(self.note, dtype=object)
         return cols
 
 
-def cstat(d, m):
-    """Cash statistic 2 sum(m - d + d ln(d/m)) over the last axis."""
-    m = np.maximum(m, 1e-300)
-    t = m - d + np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0) / m), 0.0)
-    return 2.0 * t.sum(axis=-1)
-
-
 class _Batch:
-    """Model pieces of a batch of spectra in their fit channels."""
+    """Model pieces of a batch of spectra in their fit channels, one row per spectrum, each with
+    its own solar spectrum, geometry, exposure and gain."""
 
-    def __init__(self, fm, idx, cos_i, cos_e, theta, expo, fitmask):
+    def __init__(self, fm, I0, cos_i, cos_e, theta, expo, fitmask, slope, offset):
         self.fm = fm
-        self.I0 = fm.solar if fm.solar.shape[0] == 1 else fm.solar[idx]
-        if self.I0.shape[0] == 1 and len(idx) > 1:
-            self.I0 = np.broadcast_to(self.I0, (len(idx), self.I0.shape[1]))
+        self.I0 = I0
         self.cos_i, self.cos_e, self.theta = cos_i, cos_e, theta
         self.k = expo * fm.solid_angle_sr * fm.norm
-        self.Rl = fm.line_response[:, fitmask]
-        self.Rs = fm.scatter_response[:, fitmask]
+        self.fitmask = fitmask
+        self.slope, self.offset = np.asarray(slope, float), np.asarray(offset, float)
         self.dcs = fm.atomic.scatter_dcs(theta)
-        self.sl = fm.line_slice(self.I0)
+        self.sl = fm.line_slice(I0)
+        self._Rl = fm.response.line_rows(fm.atomic.line_energy, self.slope, self.offset, fitmask)
 
-    def evaluate(self, W, jacobian):
-        fm = self.fm
-        lt = fm.line_terms(W, self.cos_i, self.cos_e, self.I0, jacobian=jacobian, sl=self.sl)
-        lines = lt["primary"] + lt["secondary"]
-        sc = fm.scatter_photons(W, self.cos_i, self.cos_e, self.I0, self.theta, dcs=self.dcs)
-        lc = self.k[:, None] * (lines @ self.Rl)
-        scc = self.k[:, None] * (sc @ self.Rs)
-        out = {"lines": lc, "scatter": scc}
+    def evaluate(self, W, rows, jacobian, slope=None, offset=None):
+        """Line and scatter counts (k, n_fit) of rows ``rows`` for weight fractions ``W`` (k, 8);
+        with ``jacobian`` also ``d_lines`` (k, n_fit, 8). ``slope``/``offset`` (k,) replace the
+        batch's gains (a gain in the fit); with ``jacobian`` the derivatives of lines and scatter
+        by them come back too (``d_gain_lines``, ``d_gain_scatter``: (k, n_fit, 2))."""
+        fm, resp = self.fm, self.fm.response
+        lt = fm.line_terms(W, self.cos_i[rows], self.cos_e[rows], self.I0[rows], jacobian=jacobian, sl=self.sl)
+        k = self.k[rows]
+        L = (lt["primary"] + lt["secondary"]) * k[:, None]
+        sc = fm.scatter_photons(W, self.cos_i[rows], self.cos_e[rows], self.I0[rows], self.theta[rows],
+                                dcs=(self.dcs[0][rows], self.dcs[1][rows])) * k[:, None]
+        energy = fm.atomic.line_energy
+        out = {}
+        if slope is None:
+            Rl = self._Rl[rows]
+            out["scatter"] = resp.fold_density(fm.energy, sc, self.slope[rows], self.offset[rows], self.fitmask)
+        elif jacobian:
+            Rl, dRs, dRo = resp.line_rows(energy, slope, offset, self.fitmask, grad=True)
+            out["scatter"], dss, dso = resp.fold_density(fm.energy, sc, slope, offset, self.fitmask, grad=True)
+            out["d_gain_lines"] = np.stack([np.einsum("nl,nlc->nc", L, dRs), np.einsum("nl,nlc->nc", L, dRo)], axis=2)
+            out["d_gain_scatter"] = np.stack([dss, dso], axis=2)
+        else:
+            Rl = resp.line_rows(energy, slope, offset, self.fitmask)
+            out["scatter"] = resp.fold_density(fm.energy, sc, slope, offset, self.fitmask)
+        out["lines"] = np.einsum("nl,nlc->nc", L, Rl)
         if jacobian:
-            out["d_lines"] = self.k[:, None, None] * np.einsum("nlm,lc->ncm", lt["d_lines"], self.Rl)
+            out["d_lines"] = np.einsum("nlm,nlc->ncm", lt["d_lines"] * k[:, None, None], Rl)
         return out
 
 
-def _solve_batch(F, g, free):
-    """Solve F x = g per spectrum with parameters outside ``free`` held (x = 0)."""
-    n, p, _ = F.shape
-    A = F.copy()
-    b = np.where(free, g, 0.0)
-    off = ~free
-    A[off[:, :, None] | off[:, None, :]] = 0.0
-    ii = np.arange(p)
-    A[:, ii, ii] = np.where(off, 1.0, A[:, ii, ii])
-    try:
-        return np.linalg.solve(A, b[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        return np.einsum("nij,nj->ni", np.linalg.pinv(A), b)
+class _Model:
+    """Expected counts ``m = B + f lines(w) + s scatter(w)`` of a batch as a function of the
+    parameter rows ``P = [free cation wt% (6), s, f (with fit_norm), slope, offset (gain in P)]``,
+    in the form :func:`fitkernel.batched_lm` takes."""
 
+    def __init__(self, batch, B, w0, M, fit_norm, gain_in_P):
+        self.batch, self.B, self.w0, self.M = batch, B, w0, M
+        self.fit_norm, self.gain_in_P = bool(fit_norm), bool(gain_in_P)
+        self.npf = M.shape[1]
+        self.i_s = self.npf
+        self.i_f = self.npf + 1 if fit_norm else None
+        self.i_g = self.npf + 1 + int(fit_norm) if gain_in_P else None
+        self.npar = self.npf + 1 + int(fit_norm) + 2 * int(gain_in_P)
 
-def _fit(batch, d, B, p0, s0, f0, fixed, w0, M, fit_norm, max_iter, tol, prior_mu=None, prior_prec=None):
-    """Batched projected Levenberg-Marquardt on C (+ Gaussian prior terms). Returns dict of final state."""
-    n = d.shape[0]
-    npar = M.shape[1] + 1 + int(fit_norm)
-    P = np.concatenate([p0, s0[:, None]] + ([f0[:, None]] if fit_norm else []), axis=1)
+    def wt(self, P):
+        return self.w0[None] + P[:, :self.npf] @ self.M.T
 
-    def unpack(P):
-        p = P[:, :M.shape[1]]
-        s = P[:, M.shape[1]]
-        f = P[:, M.shape[1] + 1] if fit_norm else np.ones(P.shape[0])
-        return p, s, f
+    def norms(self, P):
+        f = P[:, self.i_f] if self.fit_norm else np.ones(P.shape[0])
+        return P[:, self.i_s], f
 
-    def model_of(P, jac):
-        p, s, f = unpack(P)
-        wt = w0[None] + p @ M.T
+    def feasible(self, P, rows):
+        """Si (the closure element) and O stay >= 0."""
+        return self.wt(P).min(axis=1) >= 0
+
+    def bounds(self, gain_bounds):
+        lo = np.full(self.npar, FLOOR)
+        hi = np.full(self.npar, 100.0)
+        lo[self.i_s], hi[self.i_s] = 0.0, np.inf
+        if self.fit_norm:
+            lo[self.i_f], hi[self.i_f] = 1e-6, np.inf
+        if self.gain_in_P:
+            (lo[self.i_g], hi[self.i_g]), (lo[self.i_g + 1], hi[self.i_g + 1]) = gain_bounds
+        return lo, hi
+
+    def __call__(self, P, rows, jac):
+        wt = self.wt(P)
         W = np.clip(wt, 0.0, None) / 100.0
         W = W / W.sum(axis=1, keepdims=True)
-        ev = batch.evaluate(W, jac)
-        m = B + f[:, None] * ev["lines"] + s[:, None] * ev["scatter"]
-        return m, ev, wt
-
-    free_base = np.ones((n, npar), bool)
-    free_base[:, :M.shape[1]] = ~fixed
-    npf = M.shape[1]
-    if prior_prec is None:
-        prior_mu = np.zeros((n, npf))
-        prior_prec = np.zeros((n, npf))
-
-    def prior_term(Pp, rows):
-        return ((Pp[:, :npf] - prior_mu[rows]) ** 2 * prior_prec[rows]).sum(axis=1)
-
-    lam = np.full(n, 1e-4)
-    m, ev, wt = model_of(P, True)
-    C = cstat(d, m) + prior_term(P, np.arange(n))
-    active = np.ones(n, bool)
-    converged = np.zeros(n, bool)
-    n_iter = np.zeros(n, int)
-    for it in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        p, s, f = unpack(P[idx])
-        # Jacobian (n, nch, npar)
-        Jp = f[:, None, None] * np.einsum("ncm,mj->ncj", ev["d_lines"][idx], M / 100.0)
-        cols = [Jp, ev["scatter"][idx][:, :, None]]
-        if fit_norm:
-            cols.append(ev["lines"][idx][:, :, None])
-        J = np.concatenate(cols, axis=2)
-        mi = np.maximum(m[idx], 1e-12)
-        r = d[idx] / mi - 1.0
-        g = np.einsum("ncp,nc->np", J, r)
-        F = np.einsum("ncp,nc,ncq->npq", J, 1.0 / mi, J)
-        # Gaussian prior (C adds (p - mu)^2 / sigma^2; g is d lnL/dp, F its curvature)
-        g[:, :npf] -= (P[idx, :npf] - prior_mu[idx]) * prior_prec[idx]
-        F[:, np.arange(npf), np.arange(npf)] += prior_prec[idx]
-        free = free_base[idx].copy()
-        # active set: free cations at the floor pushing down, and s at 0 pushing down
-        at_floor = (P[idx, :M.shape[1]] <= FLOOR * 1.0001) & (g[:, :M.shape[1]] < 0)
-        free[:, :M.shape[1]] &= ~at_floor
-        free[:, M.shape[1]] &= ~((P[idx, M.shape[1]] <= 0) & (g[:, M.shape[1]] < 0))
-        diag = np.einsum("npp->np", F)
-        Fl = F.copy()
-        ii = np.arange(npar)
-        Fl[:, ii, ii] += lam[idx, None] * np.maximum(diag, 1e-12)
-        step = _solve_batch(Fl, g, free)
-        Pn = P[idx] + step
-        Pn[:, :M.shape[1]] = np.where(fixed[idx], P[idx, :M.shape[1]],
-                                      np.clip(Pn[:, :M.shape[1]], FLOOR, 100.0))
-        Pn[:, M.shape[1]] = np.clip(Pn[:, M.shape[1]], 0.0, None)
-        if fit_norm:
-            Pn[:, M.shape[1] + 1] = np.clip(Pn[:, M.shape[1] + 1], 1e-6, None)
-        # Si (the closure element) and O must stay >= 0: shrink the step if needed
-        wt_n = w0[None] + Pn[:, :M.shape[1]] @ M.T
-        bad = wt_n.min(axis=1) < 0
-        if bad.any():
-            for r_ in np.flatnonzero(bad):
-                lo, hi = 0.0, 1.0
-                for _ in range(30):
-                    mid = 0.5 * (lo + hi)
-                    trial = P[idx[r_]] + mid * (Pn[r_] - P[idx[r_]])
-                    if (w0 + trial[:M.shape[1]] @ M.T).min() >= 0:
-                        lo = mid
-                    else:
-                        hi = mid
-                Pn[r_] = P[idx[r_]] + lo * (Pn[r_] - P[idx[r_]])
-        sub = _Sub(batch, idx)
-        mn, evn, wtn = _model_sub(sub, Pn, w0, M, fit_norm, B[idx])
-        Cn = cstat(d[idx], mn) + prior_term(Pn, idx)
-        better = Cn <= C[idx] + 1e-9
-        n_iter[idx] += 1
-        # accept
-        acc = idx[better]
-        if acc.size:
-            dC = C[acc] - Cn[better]
-            P[acc] = Pn[better]
-            C[acc] = Cn[better]
-            m[acc] = mn[better]
-            for key in ev:
-                ev[key][acc] = evn[key][better]
-            lam[acc] = np.maximum(lam[acc] / 3.0, 1e-9)
-            done = dC < tol
-            converged[acc[done]] = True
-            active[acc[done]] = False
-        rej = idx[~better]
-        if rej.size:
-            lam[rej] *= 10.0
-            stuck = lam[rej] > 1e8
-            converged[rej[stuck]] = True   # no descent direction left: at the optimum
-            active[rej[stuck]] = False
-    return dict(P=P, m=m, ev=ev, C=C, converged=converged, n_iter=n_iter, free_base=free_base)
+        s, f = self.norms(P)
+        gain = (P[:, self.i_g], P[:, self.i_g + 1]) if self.gain_in_P else (None, None)
+        ev = self.batch.evaluate(W, rows, jac, *gain)
+        m = self.B[rows] + f[:, None] * ev["lines"] + s[:, None] * ev["scatter"]
+        if not jac:
+            return m, None
+        cols = [f[:, None, None] * np.einsum("ncm,mj->ncj", ev["d_lines"], self.M / 100.0), ev["scatter"][:, :, None]]
+        if self.fit_norm:
+            cols.append(ev["lines"][:, :, None])
+        if self.gain_in_P:
+            cols.append(f[:, None, None] * ev["d_gain_lines"] + s[:, None, None] * ev["d_gain_scatter"])
+        return m, np.concatenate(cols, axis=2)
 
 
-class _Sub:
-    """A view of a _Batch restricted to some spectra."""
-
-    def __init__(self, batch, idx):
-        self.b = batch
-        self.idx = idx
-
-    def evaluate(self, W, jac):
-        b, i = self.b, self.idx
-        fm = b.fm
-        cos_i, cos_e, theta, I0 = b.cos_i[i], b.cos_e[i], b.theta[i], b.I0[i]
-        lt = fm.line_terms(W, cos_i, cos_e, I0, jacobian=jac, sl=b.sl)
-        lines = lt["primary"] + lt["secondary"]
-        sc = fm.scatter_photons(W, cos_i, cos_e, I0, theta, dcs=(b.dcs[0][i], b.dcs[1][i]))
-        out = {"lines": b.k[i, None] * (lines @ b.Rl), "scatter": b.k[i, None] * (sc @ b.Rs)}
-        if jac:
-            out["d_lines"] = b.k[i, None, None] * np.einsum("nlm,lc->ncm", lt["d_lines"], b.Rl)
-        return out
-
-
-def _model_sub(sub, P, w0, M, fit_norm, B):
-    p = P[:, :M.shape[1]]
-    s = P[:, M.shape[1]]
-    f = P[:, M.shape[1] + 1] if fit_norm else np.ones(P.shape[0])
-    wt = w0[None] + p @ M.T
-    W = np.clip(wt, 0.0, None) / 100.0
-    W = W / W.sum(axis=1, keepdims=True)
-    ev = sub.evaluate(W, True)
-    return B + f[:, None] * ev["lines"] + s[:, None] * ev["scatter"], ev, wt
-
-
-def _flag_unconstrained(F, ref, M, max_rel_err):
+def _flag_unconstrained(F, free, ref, M, max_rel_err):
     """Free cations the data cannot constrain (n, 6) bool. Greedy: the cation with the largest
     1-sigma error, relative to its a-priori value ``ref`` (not to the noisy fitted value, which would
     favour upward fluctuations), above ``max_rel_err`` (or with no Fisher information) is tied to its
     prior (precision 1/PRIOR_SIGMA^2 added), the errors recomputed, and so on until every
-    remaining cation passes. Uses the Fisher matrix of the first fit; no refit is needed."""
+    remaining cation passes. Uses the Fisher matrix of the first fit over the ``free`` parameters
+    (n, p); no refit is needed."""
     n, npar, _ = F.shape
     npf = M.shape[1]
     bad = np.zeros((n, npf), bool)
     for r in range(n):
-        Fr = F[r].copy()
+        fr = np.flatnonzero(free[r])
+        Fr = F[r]
         info = np.diag(Fr)[:npf]
         bad[r] = info <= 1e-12 * max(info.max(), 1e-300)
         for _ in range(npf):
             A = Fr.copy()
             A[np.arange(npf), np.arange(npf)] += np.where(bad[r], 1.0 / PRIOR_SIGMA ** 2, 0.0)
-            try:
-                cov = np.linalg.inv(A)
-            except np.linalg.LinAlgError:
-                cov = np.linalg.pinv(A)
+            cov = _inverse(A[np.ix_(fr, fr)])
             cw = M @ cov[:npf, :npf] @ M.T
             e = np.sqrt(np.clip(np.diag(cw), 0, None))[FREE_IDX]
             rel = e / np.maximum(ref[r, FREE_IDX], 1e-6)
@@ -374,188 +315,388 @@ def _flag_unconstrained(F, ref, M, max_rel_err):
     return bad
 
 
-def _covariance(ev, m, P, f, M, free, fit_norm, prior_prec=None):
-    """Inverse Fisher information of the free parameters, and wt% covariance (n, 8, 8)."""
-    npf = M.shape[1]
-    Jp = f[:, None, None] * np.einsum("ncm,mj->ncj", ev["d_lines"], M / 100.0)
-    cols = [Jp, ev["scatter"][:, :, None]] + ([ev["lines"][:, :, None]] if fit_norm else [])
-    J = np.concatenate(cols, axis=2)
-    F = np.einsum("ncp,nc,ncq->npq", J, 1.0 / np.maximum(m, 1e-12), J)
+def _inverse(A):
+    try:
+        inv = np.linalg.inv(A)
+        if not np.all(np.isfinite(inv)) or np.any(np.diag(inv) <= 0):
+            raise np.linalg.LinAlgError
+        return inv
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(A)
+
+
+def _covariance(F, free, M):
+    """Inverse Fisher information over the ``free`` parameters (n, p, p; 0 for held ones) and the
+    wt% covariance (n, 8, 8)."""
     n, npar, _ = F.shape
-    if prior_prec is not None:
-        F[:, np.arange(M.shape[1]), np.arange(M.shape[1])] += prior_prec
-    cov = np.full((n, npar, npar), np.nan)
+    cov = np.zeros((n, npar, npar))
     for r in range(n):
         fr = np.flatnonzero(free[r])
-        sub = F[r][np.ix_(fr, fr)]
-        try:
-            inv = np.linalg.inv(sub)
-            if not np.all(np.isfinite(inv)) or np.any(np.diag(inv) <= 0):
-                raise np.linalg.LinAlgError
-        except np.linalg.LinAlgError:
-            inv = np.linalg.pinv(sub)
-        c = np.zeros((npar, npar))
-        c[np.ix_(fr, fr)] = inv
-        cov[r] = c
-    cpp = cov[:, :npf, :npf]
-    cw = np.einsum("ij,njk,lk->nil", M, cpp, M)
-    return cov, cw, F
+        cov[r][np.ix_(fr, fr)] = _inverse(F[r][np.ix_(fr, fr)])
+    npf = M.shape[1]
+    return cov, np.einsum("ij,njk,lk->nil", M, cov[:, :npf, :npf], M)
+
+
+def _a_priori_start(batch, d, B, w0, M, fit_norm):
+    """The best of five mare/highland mixes per spectrum (fluorescence norm scaled to the net
+    counts when it is fitted): (wt% (n, 8), f0 (n,))."""
+    nb = d.shape[0]
+    rows = np.arange(nb)
+    best_c = np.full(nb, np.inf)
+    apri = np.zeros((nb, 8))
+    f0 = np.ones(nb)
+    net = np.maximum(d - B, 0).sum(axis=1)
+    for fx in np.linspace(0.0, 1.0, 5):
+        cw = fx * MARE_WT + (1 - fx) * HIGHLAND_WT
+        wt = w0[None] + np.broadcast_to(_params_from_wt(cw), (nb, M.shape[1])) @ M.T
+        ev = batch.evaluate(wt / wt.sum(axis=1, keepdims=True), rows, False)
+        tot = ev["lines"] + ev["scatter"]
+        fn = np.maximum(net / np.maximum(tot.sum(axis=1), 1e-30), 1e-3) if fit_norm else np.ones(nb)
+        c = cstat(d, B + fn[:, None] * tot)
+        better = c < best_c
+        best_c[better], apri[better], f0[better] = c[better], wt[better], fn[better]
+    return apri, f0
+
+
+def _fit_batch(batch, d, B, V, w0, M, fit_norm, gain_mode, gain_bounds, P0, apri, max_rel_err, max_iter, tol,
+               statistic="cstat", prior=None):
+    """Fit one batch; returns a dict of per-spectrum results (see :func:`invert_spectra`). ``V``:
+    variance of the subtracted background (for XSPEC's chi). Without ``prior`` the unconstrained
+    cations are found after a first fit and tied to their prior in a refit; with ``prior`` (the
+    ``"prior"`` item of an earlier result: which cations, prior centres and precisions) that
+    choice is kept and one fit is made (the outer loop of a shared gain)."""
+    model = _Model(batch, B, w0, M, fit_norm, gain_mode != "none")
+    var = xspec_variance(d, V)
+    lo, hi = model.bounds(gain_bounds)
+    free = np.ones((d.shape[0], model.npar), bool)
+    if gain_mode == "shared":
+        free[:, model.i_g:] = False
+    npf = model.npf
+
+    def fit(rows, P_start, mu=None, prec=None):
+        sub = lambda P, r, jac: model(P, rows[r], jac)  # noqa: E731
+        feas = lambda P, r: model.feasible(P, rows[r])  # noqa: E731
+        kw = dict(prior_mu=mu, prior_prec=prec, feasible=feas, max_iter=max_iter, tol=tol, variance=var[rows])
+        if statistic == "chi":
+            # XSPEC's chi weights a bin below the model by its small count: from a poor start it can
+            # pull the fit far away, so it starts from the Poisson optimum
+            P_start = batched_lm(sub, P_start, d[rows], lo, hi, free[rows], statistic="cstat", **kw).P
+        return batched_lm(sub, P_start, d[rows], lo, hi, free[rows], statistic=statistic, **kw)
+
+    def curvature(st, prec=None):
+        return fisher(st.J, residual_terms(d, st.m, statistic, var)[1], prec)
+
+    everyone = np.arange(d.shape[0])
+    if prior is not None:
+        bad, prior_mu, prior_prec = prior
+        st = fit(everyone, P0, prior_mu, prior_prec)
+        n_iter = st.n_iter
+    else:
+        st = fit(everyone, P0)
+        n_iter = st.n_iter.copy()
+        bad = _flag_unconstrained(curvature(st), free, apri, M, max_rel_err)
+        prior_mu, prior_prec = st.P.copy(), np.zeros_like(st.P)
+        rows = np.flatnonzero(bad.any(axis=1))
+        if rows.size:
+            # tie the unconstrained to their a-priori value (Gaussian prior of the lunar soils'
+            # scatter about the mare-highland mixing line: centre the mix closest, in the
+            # constrained cations weighted by their errors, to the first fit) and refit everything
+            _, cw = _covariance(curvature(st), free, M)
+            err = np.sqrt(np.clip(np.einsum("nii->ni", cw), 0, None))
+            dvec = (MARE_WT - HIGHLAND_WT)[FREE_IDX]
+            wts = np.where(bad, 0.0, 1.0 / np.maximum(err[:, FREE_IDX], 1e-3) ** 2)
+            resid = model.wt(st.P)[:, FREE_IDX] - HIGHLAND_WT[FREE_IDX][None]
+            fmix = np.clip((wts * resid * dvec).sum(1) / np.maximum((wts * dvec ** 2).sum(1), 1e-30), 0.0, 1.0)
+            centre = HIGHLAND_WT[None] + fmix[:, None] * (MARE_WT - HIGHLAND_WT)[None]
+            prior_mu[:, :npf] = np.clip(_params_from_wt(centre), FLOOR, 100.0)
+            prior_prec[:, :npf] = np.where(bad, 1.0 / PRIOR_SIGMA[None, :] ** 2, 0.0)
+            st2 = fit(rows, st.P[rows], prior_mu[rows], prior_prec[rows])
+            for key in ("P", "m", "J", "C", "converged"):
+                getattr(st, key)[rows] = getattr(st2, key)
+            st.n_accepted[rows] += st2.n_accepted
+            n_iter[rows] += st2.n_iter
+    F = curvature(st, prior_prec)
+    cov, cw = _covariance(F, free, M)
+    s, f = model.norms(st.P)
+    gain = model.gain_in_P
+    slope = st.P[:, model.i_g] if gain else batch.slope
+    offset = st.P[:, model.i_g + 1] if gain else batch.offset
+    nan = np.full(d.shape[0], np.nan)
+    per_spectrum = gain_mode == "spectrum"
+    return dict(P=st.P, m=st.m, J=st.J, C=st.C, F=F, free=free, model=model, bad=bad, wt=model.wt(st.P), cw=cw,
+                converged=st.converged, n_iter=n_iter, n_accepted=st.n_accepted, s=s, f=f, slope=slope,
+                offset=offset, statistic=statistic, var=var, prior=(bad, prior_mu, prior_prec),
+                slope_err=np.sqrt(np.clip(cov[:, model.i_g, model.i_g], 0, None)) if per_spectrum else nan,
+                offset_err=np.sqrt(np.clip(cov[:, model.i_g + 1, model.i_g + 1], 0, None)) if per_spectrum else nan,
+                nfree=free.sum(axis=1))
+
+
+def _schur_gain(res, d):
+    """The shared gain's profile curvature and gradient summed over the spectra of a batch: per
+    spectrum ``F_gg - F_ga F_aa^-1 F_ag`` and ``g_g - F_ga F_aa^-1 g_a`` (a: its own free
+    parameters, g: slope and offset), at its optimum for the current gain."""
+    model, F, J, m = res["model"], res["F"], res["J"], res["m"]
+    ig = np.arange(model.i_g, model.i_g + 2)
+    grad = np.einsum("ncp,nc->np", J, residual_terms(d, m, res["statistic"], res["var"])[0])
+    H, G = np.zeros((2, 2)), np.zeros(2)
+    for r in range(F.shape[0]):
+        a = np.flatnonzero(res["free"][r])
+        Fa = F[r][np.ix_(a, a)]
+        Fga = F[r][np.ix_(ig, a)]
+        X = Fga @ _inverse(Fa)
+        H += F[r][np.ix_(ig, ig)] - X @ Fga.T
+        G += grad[r, ig] - X @ grad[r, a]
+    return H, G
+
+
+def _row_checks(fm, d, inc, emi, phase, expo, notes, flags):
+    """Rows that cannot be fitted: bad counts, angles or exposure (flag 1), a zero solar
+    spectrum (flag 2). Sets ``flags``/``notes`` in place."""
+    def mark(rows, code, text):
+        for r in np.flatnonzero(rows & (flags == 0)):
+            flags[r] = code
+            notes[r] = text(r)
+    mark(~np.all(np.isfinite(d), axis=1) | np.any(d < 0, axis=1), 1, lambda r: "counts must be finite and >= 0")
+    mark(~np.isfinite(inc) | (inc < 0) | (inc >= 90), 1,
+         lambda r: f"incidence angle (SOLARANG) {inc[r]:g} deg outside [0, 90)")
+    mark(~np.isfinite(emi) | (emi < 0) | (emi >= 90), 1,
+         lambda r: f"emission angle (EMISNANG) {emi[r]:g} deg outside [0, 90)")
+    if phase is not None:
+        mark(~np.isfinite(phase), 1, lambda r: "phase angle is not a number")
+    mark(~np.isfinite(expo) | (expo <= 0), 1, lambda r: f"exposure {expo[r]:g} s is not positive")
+    solar_total = (fm.solar * fm.de).sum(axis=1)
+    zero = solar_total[0] <= 0 if fm.solar.shape[0] == 1 else solar_total <= 0
+    mark(np.broadcast_to(zero, flags.shape), 2, lambda r: "the solar spectrum I0 has no photons in the model's energy range")
+
+
+def _response_coverage(fm, fitmask, e_range):
+    """None when the response covers the fit range, else the reason: too few channels, channels
+    that do not reach the range's ends, or fit channels no energy of the model reaches."""
+    lo, hi = fm.channel_energy()
+    n = int(fitmask.sum())
+    if n < 10:
+        return f"{n} channels of the response lie in {e_range[0]:g}-{e_range[1]:g} keV (at least 10 are needed)"
+    width = float(np.median(hi - lo))
+    if lo[fitmask].min() > e_range[0] + width or hi[fitmask].max() < e_range[1] - width:
+        return (f"the response's channels span {lo[fitmask].min():g}-{hi[fitmask].max():g} keV of the fit range "
+                f"{e_range[0]:g}-{e_range[1]:g} keV")
+    reach = fm.response.counts_per_photon(fm.energy)[:, fitmask].sum(axis=0)
+    dead = int((reach <= 0).sum())
+    if dead:
+        return f"{dead} of {n} fit channels receive no counts from any energy of the model ({fm.energy[0]:.2f}-{fm.energy[-1]:.2f} keV)"
+    return None
 
 
 def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure_s, phase_deg=None,
-                   e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, max_rel_err=0.5,
-                   max_iter=60, tol=0.01, chunk=64, start=None, progress=None):
+                   e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, gain_fit="none",
+                   gain_bounds=GAIN_BOUNDS, background_variance=None, statistic="cstat", max_rel_err=0.5,
+                   max_redchi=MAX_REDCHI, max_iter=60, tol=0.01, chunk=64, start=None, progress=None):
     """Invert a batch of spectra.
 
     ``fm``: :class:`fpmodel.ForwardModel` whose solar spectra are one shared row or one row per
     spectrum. ``counts`` (n, n_chan) observed counts; ``background`` (n, n_chan) or (n_chan,)
-    expected background counts in each spectrum (already scaled to its exposure and area);
-    angles (deg from the normal) and exposure (s) per spectrum. ``start``: optional (n, 8) wt%
-    start; by default the best of five mare/highland mixes. Returns :class:`InversionResult`.
+    expected background counts in each spectrum (already scaled to its exposure and area) and
+    ``background_variance`` their variance (the background PHA's counts times the scale squared;
+    0 when not given), which only XSPEC's ``chi`` uses; angles (deg from the normal) and exposure
+    (s) per spectrum. ``gain_fit``: ``"none"`` (the model's gain), ``"spectrum"`` (slope and offset
+    fitted per spectrum, within ``gain_bounds``) or ``"shared"`` (one slope and offset for all
+    spectra, maximising their joint likelihood), XSPEC's ``gain fit`` started from the model's
+    gain. ``statistic``: what is minimised, ``"cstat"`` (the Poisson likelihood, default) or
+    ``"chi"`` (XSPEC's chi with data variance, what an XSPEC fit with ``statistic chi`` minimises);
+    both are reported. ``start``: optional (n, 8) wt% start; by default the best of five
+    mare/highland mixes.
+
+    Spectra that cannot be inverted are flagged, not fitted or not trusted (:data:`FIT_FLAGS`):
+    bad rows, a zero solar spectrum, a response that does not cover the range, net counts below
+    :data:`MIN_NET_SIGMA` sigma, a fit that did not converge or never moved from its start, or a
+    reduced chi-square (XSPEC ``chi``) above ``max_redchi``; their elements are NaN. Returns
+    :class:`InversionResult`.
     """
+    if statistic not in STATISTICS:
+        raise ClassXRFError(None, f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}",
+                            key="statistic")
+    if gain_fit not in GAIN_FIT_MODES:
+        raise ClassXRFError(None, f"gain_fit must be one of {', '.join(GAIN_FIT_MODES)}, got {gain_fit!r}",
+                            key="gain_fit")
     p = as_progress(progress)
     d_all = np.atleast_2d(np.asarray(counts, float))
     n, nch = d_all.shape
     if nch != fm.n_channels:
         raise ClassXRFError(None, f"spectra have {nch} channels but the response has {fm.n_channels}",
                             key="CHANNEL")
-    B_all = np.asarray(background, float)
-    B_all = np.broadcast_to(B_all if B_all.ndim == 2 else B_all[None], (n, nch))
-    if np.any(~np.isfinite(d_all)) or np.any(d_all < 0):
-        raise ClassXRFError(None, "counts must be finite and >= 0", key="COUNTS")
-    fitmask = fm.response.channel_mask(*e_range)
-    if fitmask.sum() < 10:
-        raise ClassXRFError(None, f"fewer than 10 channels in {e_range} keV", key="e_range")
-    cos_i, cos_e, theta = fm.geometry(n, incidence_deg, emission_deg, phase_deg)
-    from .fpmodel import _as_angles
-    expo = _as_angles(exposure_s, n, "exposure_s")
-    if np.any(expo <= 0):
-        raise ClassXRFError(None, "exposure must be positive", key="EXPOSURE")
     if fm.solar.shape[0] not in (1, n):
         raise ClassXRFError(None, f"{fm.solar.shape[0]} solar spectra for {n} spectra", key="solar_flux")
-    w0, M = _affine_map(oxygen)
-    npf = M.shape[1]
-    d_fit = d_all[:, fitmask]
+    from .fpmodel import _as_angles
+    B_all = np.broadcast_to(np.asarray(background, float), (n, nch))
+    V_all = np.zeros((n, nch)) if background_variance is None else np.broadcast_to(
+        np.asarray(background_variance, float), (n, nch))
+    inc, emi = _as_angles(incidence_deg, n, "incidence_deg", finite=False), _as_angles(emission_deg, n, "emission_deg", finite=False)
+    phase = None if phase_deg is None else _as_angles(phase_deg, n, "phase_deg", finite=False)
+    expo = _as_angles(exposure_s, n, "exposure_s", finite=False)
+    flags, notes = np.zeros(n, int), [""] * n
+    _row_checks(fm, d_all, inc, emi, phase, expo, notes, flags)
+    fitmask = fm.response.channel_mask(*e_range)
+    why = _response_coverage(fm, fitmask, e_range)
+    if why:
+        for r in np.flatnonzero(flags == 0):
+            flags[r], notes[r] = 3, why
+    d_fit = np.where(np.isfinite(d_all[:, fitmask]), d_all[:, fitmask], 0.0)
     B_fit = np.maximum(B_all[:, fitmask], 0.0)
+    V_fit = np.maximum(V_all[:, fitmask], 0.0)
+    net = (d_fit - B_fit).sum(axis=1)
+    sigma = np.sqrt(d_fit.sum(axis=1) + V_fit.sum(axis=1))
+    for r in np.flatnonzero((flags == 0) & (net <= MIN_NET_SIGMA * np.maximum(sigma, 1.0))):
+        flags[r] = 4
+        notes[r] = (f"no net counts: {net[r]:.0f} counts above the background in {e_range[0]:g}-{e_range[1]:g} keV "
+                    f"({net[r] / max(sigma[r], 1.0):.1f} sigma; at least {MIN_NET_SIGMA:g} needed)")
+    w0, M = _affine_map(oxygen)
+    fit_rows = np.flatnonzero(flags == 0)
+    results = _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask, w0, M, fit_norm,
+                        gain_fit, gain_bounds, statistic, start, max_rel_err, max_iter, tol, chunk, p)
+    return _assemble(fm, results, fit_rows, flags, notes, d_fit, B_fit, V_fit, fitmask, fit_norm, gain_fit,
+                     max_redchi)
 
-    res = {k: [] for k in ("wt", "err", "ok", "corr", "chi2", "dof", "cstat", "conv", "nit", "s", "f", "m")}
-    mixes = np.linspace(0.0, 1.0, 5)
-    cand = np.array([fx * MARE_WT + (1 - fx) * HIGHLAND_WT for fx in mixes])
-    for c0 in range(0, n, chunk):
-        p.check()
-        p.set(c0 / n, f"inverting spectra {c0 + 1}-{min(n, c0 + chunk)} of {n}")
-        idx = np.arange(c0, min(n, c0 + chunk))
-        nb = idx.size
-        batch = _Batch(fm, idx, cos_i[idx], cos_e[idx], theta[idx], expo[idx], fitmask)
-        d = d_fit[idx]
-        B = B_fit[idx]
-        # a-priori start: the best of the mixes, with the scatter norm solved per mix
+
+def _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask, w0, M, fit_norm, gain_fit,
+              gain_bounds, statistic, start, max_rel_err, max_iter, tol, chunk, progress):
+    """Fit the rows ``fit_rows`` in chunks (with the outer loop of a shared gain); a list of
+    (rows, result dict) per chunk."""
+    chunks = [fit_rows[c:c + chunk] for c in range(0, fit_rows.size, chunk)]
+    n_all = max(fit_rows.size, 1)
+    slope0, offset0 = fm.response.gain_slope, fm.response.gain_offset
+    batches, starts = [], []
+    for rows in chunks:
+        progress.check()
+        cos_i, cos_e = np.cos(np.deg2rad(inc[rows])), np.cos(np.deg2rad(emi[rows]))
+        ph = np.abs(inc[rows] - emi[rows]) if phase is None else phase[rows]
+        I0 = fm.solar[rows] if fm.solar.shape[0] > 1 else np.broadcast_to(fm.solar, (rows.size, fm.solar.shape[1]))
+        b = _Batch(fm, I0, cos_i, cos_e, 180.0 - ph, expo[rows], fitmask, np.full(rows.size, slope0),
+                   np.full(rows.size, offset0))
         if start is None:
-            best_c = np.full(nb, np.inf)
-            apri = np.zeros((nb, 8))
-            s0 = np.ones(nb)
-            f0 = np.ones(nb)
-            for cw in cand:
-                pc = np.broadcast_to(_params_from_wt(cw), (nb, npf))
-                wt = w0[None] + pc @ M.T
-                W = wt / wt.sum(axis=1, keepdims=True)
-                ev = batch.evaluate(W, False)
-                net = np.maximum(d - B, 0).sum(axis=1)
-                if fit_norm:
-                    fn = np.maximum(net / np.maximum((ev["lines"] + ev["scatter"]).sum(axis=1), 1e-30), 1e-3)
-                else:
-                    fn = np.ones(nb)
-                m = B + fn[:, None] * (ev["lines"] + ev["scatter"])
-                Cc = cstat(d, m)
-                better = Cc < best_c
-                best_c[better] = Cc[better]
-                apri[better] = wt[better]
-                f0[better] = fn[better]
+            apri, f0 = _a_priori_start(b, d_fit[rows], B_fit[rows], w0, M, fit_norm)
         else:
-            apri = np.atleast_2d(np.asarray(start, float))[idx if np.ndim(start) == 2 else [0] * nb]
-            s0 = np.ones(nb)
-            f0 = np.ones(nb)
-        p0 = np.clip(_params_from_wt(apri), FLOOR, 100.0)
-        fixed = np.zeros((nb, npf), bool)
-        sub = subrange(p, c0 / n, (c0 + 0.6 * nb) / n)
-        st = _fit(batch, d, B, p0, s0, f0, fixed, w0, M, fit_norm, max_iter, tol)
-        sub.check()
-        n_iter = st["n_iter"].copy()
-        fcur = st["P"][:, npf + 1] if fit_norm else np.ones(nb)
-        free = st["free_base"].copy()
-        cov, cw, F = _covariance(st["ev"], st["m"], st["P"], fcur, M, free, fit_norm)
-        wt = w0[None] + st["P"][:, :npf] @ M.T
-        err = np.sqrt(np.clip(np.einsum("nii->ni", cw), 0, None))
-        bad = _flag_unconstrained(F, apri, M, max_rel_err)
-        if bad.any():
-            # tie the unconstrained to their a-priori value (Gaussian prior of the lunar soils'
-            # scatter about the mare-highland mixing line) and refit everything
-            rows = np.flatnonzero(bad.any(axis=1))
-            # prior centre: the point of the mixing line closest (in the constrained cations,
-            # weighted by their errors) to the first fit
-            dvec = (MARE_WT - HIGHLAND_WT)[FREE_IDX]
-            wts = np.where(bad, 0.0, 1.0 / np.maximum(err[:, FREE_IDX], 1e-3) ** 2)
-            resid = wt[:, FREE_IDX] - HIGHLAND_WT[FREE_IDX][None]
-            fmix = np.clip((wts * resid * dvec).sum(1) / np.maximum((wts * dvec ** 2).sum(1), 1e-30), 0.0, 1.0)
-            apri = HIGHLAND_WT[None] + fmix[:, None] * (MARE_WT - HIGHLAND_WT)[None]
-            pa = np.clip(_params_from_wt(apri), FLOOR, 100.0)
-            prec = np.where(bad, 1.0 / PRIOR_SIGMA[None, :] ** 2, 0.0)
-            P1 = st["P"]
-            st2 = _fit(_SubBatch(batch, rows), d[rows], B[rows], P1[rows, :npf], P1[rows, npf],
-                       (P1[rows, npf + 1] if fit_norm else np.ones(rows.size)), fixed[rows], w0, M,
-                       fit_norm, max_iter, tol, prior_mu=pa[rows], prior_prec=prec[rows])
-            st["P"][rows] = st2["P"]
-            st["m"][rows] = st2["m"]
-            st["C"][rows] = cstat(d[rows], st2["m"])
-            for key in st["ev"]:
-                st["ev"][key][rows] = st2["ev"][key]
-            st["converged"][rows] = st2["converged"]
-            n_iter[rows] += st2["n_iter"]
-            fcur = st["P"][:, npf + 1] if fit_norm else np.ones(nb)
-            cov, cw, F = _covariance(st["ev"], st["m"], st["P"], fcur, M, free, fit_norm, prec)
-            wt = w0[None] + st["P"][:, :npf] @ M.T
-            err = np.sqrt(np.clip(np.einsum("nii->ni", cw), 0, None))
-        ok = np.ones((nb, 8), bool)
-        ok[:, FREE_IDX] = ~bad
-        err = np.where(ok, err, np.nan)
+            st = np.atleast_2d(np.asarray(start, float))
+            apri, f0 = (st[rows] if st.shape[0] > 1 else np.broadcast_to(st, (rows.size, 8))), np.ones(rows.size)
+        P0 = [np.clip(_params_from_wt(apri), FLOOR, 100.0), np.ones((rows.size, 1))]
+        if fit_norm:
+            P0.append(f0[:, None])
+        if gain_fit != "none":
+            P0.append(np.column_stack([np.full(rows.size, slope0), np.full(rows.size, offset0)]))
+        batches.append(b)
+        starts.append((np.concatenate(P0, axis=1), apri))
+
+    def run(P_starts, priors, lo, hi):
+        out = []
+        for c, (rows, b) in enumerate(zip(chunks, batches)):
+            progress.check()
+            progress.set(lo + (hi - lo) * c / max(len(chunks), 1),
+                         f"inverting spectra {rows[0] + 1}-{rows[-1] + 1} of {n_all}")
+            out.append(_fit_batch(b, d_fit[rows], B_fit[rows], V_fit[rows], w0, M, fit_norm, gain_fit, gain_bounds,
+                                  P_starts[c], starts[c][1], max_rel_err, max_iter, tol, statistic,
+                                  None if priors is None else priors[c]))
+        return out
+
+    P_starts = [s[0] for s in starts]
+    if gain_fit == "shared" and chunks:
+        g_err, res = _shared_gain(run, chunks, P_starts, d_fit, gain_bounds)
+        for r in res:
+            r["slope_err"], r["offset_err"] = np.full(r["P"].shape[0], g_err[0]), np.full(r["P"].shape[0], g_err[1])
+            r["nfree"] = r["nfree"] + (2 if fit_rows.size == 1 else 0)
+    else:
+        res = run(P_starts, None, 0.0, 1.0)
+    return list(zip(chunks, res))
+
+
+def _shared_gain(run, chunks, P_starts, d_fit, gain_bounds, max_outer=20, tol=0.01):
+    """One slope and offset for all spectra: damped Gauss-Newton steps on the profile likelihood
+    (each spectrum refitted at each trial gain, its own parameters eliminated by the Schur
+    complement of its Fisher matrix; which cations are tied to priors is chosen in the first fit
+    and kept). Stops when a step lowers the total statistic by less than ``tol``. Returns the
+    gain's 1-sigma errors and the fits at the best gain."""
+    lo = np.array([b[0] for b in gain_bounds])
+    hi = np.array([b[1] for b in gain_bounds])
+    g = P_starts[0][0, -2:].copy()
+    res = run(P_starts, None, 0.0, 0.1)
+    priors = [r["prior"] for r in res]
+    total = sum(r["C"].sum() for r in res)
+    lam = 1e-3
+    for it in range(max_outer):
+        H, G = np.zeros((2, 2)), np.zeros(2)
+        for rows, r in zip(chunks, res):
+            h, gg = _schur_gain(r, d_fit[rows])
+            H, G = H + h, G + gg
+        frac = 0.1 + 0.9 * (it + 1) / max_outer
+        gained = None
+        while lam < 1e8:
+            g_new = np.clip(g + np.linalg.solve(H + lam * np.diag(np.maximum(np.diag(H), 1e-12)), G), lo, hi)
+            starts = [r["P"].copy() for r in res]
+            for P in starts:
+                P[:, -2:] = g_new
+            res_new = run(starts, priors, frac, frac)
+            total_new = sum(r["C"].sum() for r in res_new)
+            if total_new <= total + 1e-9:
+                gained, g, res, total = total - total_new, g_new, res_new, total_new
+                lam = max(lam / 3.0, 1e-9)
+                break
+            lam *= 10.0
+        if gained is None or gained < tol:
+            break
+    H = sum(_schur_gain(r, d_fit[rows])[0] for rows, r in zip(chunks, res))
+    return np.sqrt(np.clip(np.diag(_inverse(H)), 0, None)), res
+
+
+def _assemble(fm, results, fit_rows, flags, notes, d_fit, B_fit, V_fit, fitmask, fit_norm, gain_fit, max_redchi):
+    """Per-spectrum arrays of :class:`InversionResult` from the chunk results, with the post-fit
+    flags (not converged, never moved, poor fit) and NaN elements where a row is flagged."""
+    n, nfit = d_fit.shape
+    nan = lambda *shape: np.full(shape, np.nan)  # noqa: E731
+    wt, err, wt_prior, corr = nan(n, 8), nan(n, 8), nan(n, 8), nan(n, 8, 8)
+    ok = np.zeros((n, 8), bool)
+    chi2, cst, s, f, gs, go, gse, goe = (nan(n) for _ in range(8))
+    dof, conv, nit = np.zeros(n, int), np.zeros(n, bool), np.zeros(n, int)
+    model = B_fit.copy()
+    for rows, r in results:
+        m = r["m"]
+        model[rows] = m
+        cst[rows] = cstat(d_fit[rows], m)
+        chi2[rows] = chi_xspec(d_fit[rows], m, V_fit[rows])
+        dof[rows] = nfit - r["nfree"]
+        conv[rows], nit[rows] = r["converged"], r["n_iter"]
+        s[rows], f[rows] = r["s"], r["f"]
+        gs[rows], go[rows], gse[rows], goe[rows] = r["slope"], r["offset"], r["slope_err"], r["offset_err"]
+        e = np.sqrt(np.clip(np.einsum("nii->ni", r["cw"]), 0, None))
+        okr = np.ones((rows.size, 8), bool)
+        okr[:, FREE_IDX] = ~r["bad"]
+        wt[rows] = np.where(okr, r["wt"], np.nan)
+        wt_prior[rows] = np.where(okr, np.nan, r["wt"])
+        err[rows] = np.where(okr, e, np.nan)
+        ok[rows] = okr
         with np.errstate(invalid="ignore", divide="ignore"):
-            sd = np.sqrt(np.einsum("nii->ni", cw))
-            corr = cw / (sd[:, :, None] * sd[:, None, :])
-        corr[~ok[:, :, None] | ~ok[:, None, :]] = np.nan
-        m = st["m"]
-        chi2 = (((d - m) ** 2) / np.maximum(m, 1e-12)).sum(axis=1)
-        nfree = free.sum(axis=1)
-        res["wt"].append(wt)
-        res["err"].append(err)
-        res["ok"].append(ok)
-        res["corr"].append(corr)
-        res["chi2"].append(chi2)
-        res["dof"].append(fitmask.sum() - nfree)
-        res["cstat"].append(st["C"])
-        res["conv"].append(st["converged"])
-        res["nit"].append(n_iter)
-        res["s"].append(st["P"][:, npf])
-        res["f"].append(fcur)
-        res["m"].append(m)
-        p.set(min(n, c0 + chunk) / n)
-    cat = {k: np.concatenate(v, axis=0) for k, v in res.items()}
-    return InversionResult(wt=cat["wt"], err=cat["err"], ok=cat["ok"], corr=cat["corr"], chi2=cat["chi2"],
-                           dof=cat["dof"], cstat=cat["cstat"], converged=cat["conv"], n_iter=cat["nit"],
-                           scat_norm=cat["s"], fl_norm=cat["f"], model=cat["m"], data=d_fit, background=B_fit,
-                           fit_channels=fitmask, channel_energy=fm.channel_energy())
-
-
-class _SubBatch(_Batch):
-    """A _Batch restricted to some rows (for the refit)."""
-
-    def __init__(self, batch, rows):
-        self.fm = batch.fm
-        self.I0 = batch.I0[rows]
-        self.cos_i, self.cos_e, self.theta = batch.cos_i[rows], batch.cos_e[rows], batch.theta[rows]
-        self.k = batch.k[rows]
-        self.Rl, self.Rs = batch.Rl, batch.Rs
-        self.dcs = (batch.dcs[0][rows], batch.dcs[1][rows])
-        self.sl = batch.sl
+            c = r["cw"] / (e[:, :, None] * e[:, None, :])
+        corr[rows] = np.where(okr[:, :, None] & okr[:, None, :], c, np.nan)
+        for j, row in enumerate(rows):
+            red = chi2[row] / max(dof[row], 1)
+            if not r["converged"][j]:
+                flags[row], notes[row] = 5, f"fit did not converge in {r['n_iter'][j]} steps"
+            elif r["n_accepted"][j] == 0:
+                flags[row], notes[row] = 6, "fit never moved from its start (no step lowered the statistic)"
+            elif red > max_redchi:
+                flags[row], notes[row] = 7, (f"poor fit: reduced chi-square {red:.2f} (XSPEC chi) above "
+                                             f"{max_redchi:g}")
+            else:
+                un = [ELEMENTS[k] for k in FREE_IDX[r["bad"][j]]]
+                notes[row] = "ok" + (f"; {', '.join(un)} not constrained (prior-dominated value in "
+                                     f"{', '.join(u + '_prior' for u in un)})" if un else "")
+    bad = flags != 0
+    wt[bad], err[bad], wt_prior[bad], corr[bad] = np.nan, np.nan, np.nan, np.nan
+    ok[bad] = False
+    if gain_fit == "none":
+        gs[:], go[:] = fm.response.gain_slope, fm.response.gain_offset
+    return InversionResult(wt=wt, err=err, ok=ok, wt_prior=wt_prior, corr=corr, chi2=chi2, dof=dof, cstat=cst,
+                           converged=conv, n_iter=nit, scat_norm=s, fl_norm=f, gain_slope=gs, gain_offset=go,
+                           gain_slope_err=gse, gain_offset_err=goe, flag=flags, note=notes, model=model, data=d_fit,
+                           background=B_fit, fit_channels=fitmask, channel_energy=fm.channel_energy(),
+                           notes=list(fm.response.notes))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -582,11 +723,15 @@ def plot_fit(path, result, i, title=None):
     ax.set_yscale("log")
     ax.set_ylabel("counts / channel")
     ax.legend(fontsize=8)
-    txt = ", ".join(f"{el} {w:.1f}" + ("" if ok else "*") for el, w, ok in zip(ELEMENTS, result.wt[i], result.ok[i]))
-    ax.set_title(title or f"C = {result.cstat[i]:.1f}, chi2 = {result.chi2[i]:.1f} / {result.dof[i]} dof", fontsize=9)
+    shown = np.where(result.ok[i], result.wt[i], result.wt_prior[i])
+    txt = ", ".join(f"{el} {w:.1f}" + ("" if ok else "*") for el, w, ok in zip(ELEMENTS, shown, result.ok[i]))
+    if result.flag[i]:
+        txt = f"flag {result.flag[i]}: {result.note[i]}"
+    ax.set_title(title or f"C = {result.cstat[i]:.1f}, chi2 (XSPEC chi) = {result.chi2[i]:.1f} / {result.dof[i]} dof",
+                 fontsize=9)
     ax.text(0.01, 0.02, txt + "  (* unconstrained)", transform=ax.transAxes, fontsize=7)
     rx.axhline(0, color="0.5", lw=0.8)
-    rx.step(e, (d - m) / np.sqrt(np.maximum(m, 1e-9)), where="mid", color="k", lw=0.8)
+    rx.step(e, (d - m) / np.sqrt(np.maximum(d, 1.0)), where="mid", color="k", lw=0.8)
     rx.set_ylabel("(d - m) / sigma")
     rx.set_xlabel("energy (keV)")
     fig.tight_layout()
@@ -609,23 +754,52 @@ def _resolve(path, base):
     return p
 
 
+def _solar_rows(paths, progress):
+    """Solar tables of the rows (one per distinct path), on one energy grid: ``(energy, flux (n,
+    n_e), note)``. Tables on another grid than the first one's are rebinned onto it, conserving
+    photons (the note says how many)."""
+    from .fpmodel import bins_from_points, rebin_density
+    from .solar_table import read_solar_table
+    tables = {}
+    for path in paths:
+        if path not in tables:
+            if len(tables) % 50 == 0:
+                progress.check()
+            tables[path] = read_solar_table(path)
+    keys = list(tables)
+    e0 = tables[keys[0]][0]
+    edges0 = bins_from_points(e0)
+    flux, moved = [], 0
+    for k in keys:
+        e, f = tables[k]
+        if e.size == e0.size and np.allclose(e, e0, rtol=0, atol=1e-9):
+            flux.append(f)
+        else:
+            flux.append(rebin_density(bins_from_points(e), f, edges0[:-1], edges0[1:]))
+            moved += 1
+    pos = {k: i for i, k in enumerate(keys)}
+    F = np.stack(flux)[[pos[p_] for p_ in paths]]
+    note = f"{moved} solar tables rebinned onto the energy grid of {os.path.basename(keys[0])}" if moved else None
+    return e0, F, note
+
+
 def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_offset=0.0, e_range=(0.9, 4.2),
-                 oxygen="stoichiometric", fit_norm=True, plot_dir=None, progress=None, gain_convention="xspec",
-                 **fit_kw):
-    """Invert every spectrum of an observation layer (contract 4).
+                 oxygen="stoichiometric", fit_norm=True, gain_fit="none", plot_dir=None, progress=None, **fit_kw):
+    """Invert every spectrum of an observation layer (its columns: :mod:`geo` layer schema).
 
     Reads ``pha_path``, ``solar_ang``, ``emis_ang``, ``exposure`` (and ``solar_file``, ``phase_ang``
     when present) with :func:`geo.read_vector`; ``rmf``/``arf``/``background`` are paths or
     loaded objects; ``solar`` the default solar table for rows without ``solar_file``. Relative
     paths are taken from the layer's folder. ``gain_slope``/``gain_offset`` follow XSPEC's ``gain``
-    command (:mod:`fpmodel`); ``fit_norm`` (default True) frees the fluorescence normalisation (see
-    the module notes). Returns the columns to add (dict name -> array): per element X, X_err, X_ok,
-    and chi2, dof, cstat, converged, n_iter, scat_norm, fl_norm (the fitted normalisation). With
-    ``plot_dir`` a fit plot ``fit_<obs_id>.png`` is written per spectrum.
+    command (:mod:`fpmodel`) and are the start of a fitted gain (``gain_fit``: ``"none"``,
+    ``"spectrum"`` or ``"shared"`` by all spectra of the layer); ``fit_norm`` (default True) frees the
+    fluorescence normalisation (see the module notes). Every spectrum is inverted with its own
+    solar spectrum in one batched fit. Returns ``(columns, result)``: the columns to add (dict name ->
+    array, :meth:`InversionResult.columns`) and the :class:`InversionResult`. With ``plot_dir`` a fit
+    plot ``fit_<obs_id>.png`` is written per spectrum.
     """
     from . import geo, ogip
     from .fpmodel import ForwardModel
-    from .solar_table import read_solar_table
     p = as_progress(progress)
     _, attrs, _ = geo.read_vector(layer)
     geo.require_columns(layer, attrs, ["pha_path", "solar_ang", "emis_ang", "exposure"])
@@ -634,9 +808,7 @@ def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_o
     rmf = rmf if hasattr(rmf, "matrix") else ogip.read_rmf(_resolve(rmf, base))
     arf = arf if (arf is None or hasattr(arf, "specresp")) else ogip.read_arf(_resolve(arf, base))
     bkg = background if hasattr(background, "counts") else ogip.read_pha(_resolve(background, base))
-    if bkg.n_channels != rmf.n_channels:
-        raise ClassXRFError(bkg.path, f"background has {bkg.n_channels} channels, the RMF {rmf.n_channels}",
-                            key="CHANNEL")
+    bkg_counts = bkg.counts_on_response(rmf.n_channels)
     solar_files = attrs.get("solar_file")
     keys = []
     for r in range(n):
@@ -647,46 +819,37 @@ def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_o
         keys.append(_resolve(str(sf), base))
     counts = np.zeros((n, rmf.n_channels))
     bk = np.zeros((n, rmf.n_channels))
+    bk_var = np.zeros((n, rmf.n_channels))
     expo = np.asarray(attrs["exposure"], float)
     for r in range(n):
         if r % 50 == 0:
             p.set(0.1 * r / max(n, 1), "reading spectra")
             p.check()
         pha = ogip.read_pha(_resolve(str(attrs["pha_path"][r]), base))
-        if pha.n_channels != rmf.n_channels:
-            raise ClassXRFError(pha.path, f"spectrum has {pha.n_channels} channels, the RMF {rmf.n_channels}",
-                                key="CHANNEL")
-        counts[r] = pha.counts
+        counts[r] = pha.counts_on_response(rmf.n_channels)
         scale = (pha.exposure * np.asarray(pha.backscal, float)) / (bkg.exposure * np.asarray(bkg.backscal, float))
-        bk[r] = bkg.counts * scale
+        bk[r] = bkg_counts * scale
+        bk_var[r] = bkg_counts * scale ** 2
         if not np.isfinite(expo[r]) or expo[r] <= 0:
             expo[r] = pha.exposure
+    p.set(0.1, "reading solar spectra")
+    e, flux, note = _solar_rows(keys, p)
     inc = np.asarray(attrs["solar_ang"], float)
     emi = np.asarray(attrs["emis_ang"], float)
     phase = np.asarray(attrs["phase_ang"], float) if "phase_ang" in attrs else None
-    out = None
-    groups = {}
-    for r, k in enumerate(keys):
-        groups.setdefault(k, []).append(r)
-    done = 0
-    for k, rows in groups.items():
-        rows = np.array(rows)
-        e, f = read_solar_table(k)
-        fm = ForwardModel(rmf, arf, e, f, gain_slope=gain_slope, gain_offset=gain_offset,
-                          gain_convention=gain_convention)
-        sub = subrange(p, 0.1 + 0.85 * done / n, 0.1 + 0.85 * (done + rows.size) / n)
-        ph = None if phase is None or not np.all(np.isfinite(phase[rows])) else phase[rows]
-        res = invert_spectra(fm, counts[rows], bk[rows], inc[rows], emi[rows], expo[rows], phase_deg=ph,
-                             e_range=e_range, oxygen=oxygen, fit_norm=fit_norm, progress=sub, **fit_kw)
-        cols = res.columns()
-        if out is None:
-            out = {c: np.full(n, np.nan) if v.dtype.kind == "f" else np.zeros(n, v.dtype) for c, v in cols.items()}
-        for c, v in cols.items():
-            out[c][rows] = v
-        if plot_dir is not None:
-            ids = attrs.get("obs_id", np.arange(n))
-            for j, r in enumerate(rows):
-                plot_fit(os.path.join(os.fspath(plot_dir), f"fit_{ids[r]}.png"), res, j)
-        done += rows.size
+    if phase is not None:
+        phase = np.where(np.isfinite(phase), phase, np.abs(inc - emi))
+    fm = ForwardModel(rmf, arf, e, flux, gain_slope=gain_slope, gain_offset=gain_offset)
+    res = invert_spectra(fm, counts, bk, inc, emi, expo, phase_deg=phase, e_range=e_range, oxygen=oxygen,
+                         fit_norm=fit_norm, gain_fit=gain_fit, background_variance=bk_var,
+                         progress=subrange(p, 0.15, 0.95), **fit_kw)
+    if note:
+        res.notes.append(note)
+    if plot_dir is not None:
+        ids = attrs.get("obs_id", np.arange(n))
+        for r in range(n):
+            if r % 20 == 0:
+                p.check()
+            plot_fit(os.path.join(os.fspath(plot_dir), f"fit_{ids[r]}.png"), res, r)
     p.set(1.0, "inversion done")
-    return out
+    return res.columns(), res

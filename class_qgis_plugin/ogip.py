@@ -35,7 +35,7 @@ from .errors import ClassXRFError
 
 __all__ = [
     "PHA", "RMF", "ARF", "read_pha", "read_pha_typeii", "write_pha", "read_rmf", "write_rmf",
-    "read_arf", "write_arf", "open_fits", "spectrum_table", "header_float", "header_value", "parse_card_image", "parse_utc",
+    "read_arf", "write_arf", "arf_on_rmf", "open_fits", "spectrum_table", "header_float", "header_value", "parse_card_image", "parse_utc",
     "header_to_dict", "atomic_fits_write",
 ]
 
@@ -359,10 +359,41 @@ class PHA:
     path: Optional[str] = None
     sys_err: Optional[np.ndarray] = None
     comments: dict = field(default_factory=dict)
+    tlmin: Optional[int] = None
 
     @property
     def n_channels(self):
         return int(np.size(self.counts))
+
+    @property
+    def legal_first_channel(self):
+        """The first legal channel number (``TLMIN`` of the CHANNEL column). Without the key it
+        is 0 when the first channel is numbered 0 and 1 otherwise, as XSPEC reads PHA files
+        (``channelLimits(start ? 1 : 0, ...)`` in its OGIP reader)."""
+        if self.tlmin is not None:
+            return int(self.tlmin)
+        return 0 if (np.size(self.channel) and int(np.min(self.channel)) == 0) else 1
+
+    @property
+    def response_index(self):
+        """Zero-based response channel of each row: channel number - first legal channel (the
+        response's column index, which is its F_CHAN - TLMIN)."""
+        return np.asarray(self.channel, np.int64) - self.legal_first_channel
+
+    def counts_on_response(self, n_chan, values=None):
+        """``counts`` (or ``values``) placed on a response of ``n_chan`` channels by
+        :attr:`response_index`. A spectrum must cover the response's channels one to one (as
+        XSPEC requires: DETCHANS of data and response match); otherwise the error names the file
+        and the channel numbers."""
+        v = np.asarray(self.counts if values is None else values, float)
+        idx = self.response_index
+        if idx.size == n_chan and idx[0] == 0 and np.all(np.diff(idx) == 1):
+            return v
+        lo, hi = (int(idx.min()), int(idx.max())) if idx.size else (0, -1)
+        raise ClassXRFError(self.path, f"channels {lo + self.legal_first_channel}.."
+                            f"{hi + self.legal_first_channel} (first legal channel "
+                            f"{self.legal_first_channel}) do not match the response's {n_chan} "
+                            f"channels", key="CHANNEL")
 
     @property
     def rate(self):
@@ -400,8 +431,19 @@ def _optional_array(value, n, dtype, path, key):
     return arr.astype(dtype)
 
 
+def _tlmin_of(header, data, name):
+    """``TLMIN<n>`` of column ``name`` (n its 1-based position in ``data``), or None."""
+    if data is None:
+        return None
+    for k, nm in enumerate(data.columns.names, start=1):
+        if nm.upper() == name.upper():
+            v = header.get(f"TLMIN{k}")
+            return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else None
+    return None
+
+
 def _pha_from_arrays(path, header, comments, channel, counts, rate, exposure, stat_err, sys_err,
-                     quality, grouping, backscal, areascal, poisserr):
+                     quality, grouping, backscal, areascal, poisserr, tlmin=None):
     n = counts.size if counts is not None else rate.size
     if exposure is None:
         raise ClassXRFError(path, "required key is missing", key="EXPOSURE")
@@ -423,8 +465,7 @@ def _pha_from_arrays(path, header, comments, channel, counts, rate, exposure, st
         raise ClassXRFError(path, "spectrum has non-finite values",
                             key="RATE" if rate is not None else "COUNTS")
     if channel is None:
-        tlmin = header.get("TLMIN1", 1)
-        channel = np.arange(n) + int(tlmin if isinstance(tlmin, (int, np.integer)) else 1)
+        channel = np.arange(n) + (1 if tlmin is None else int(tlmin))
     channel = np.asarray(channel).astype(np.int64).ravel()
     if channel.size != n:
         raise ClassXRFError(path, f"has {channel.size} channels for {n} values", key="CHANNEL")
@@ -444,7 +485,8 @@ def _pha_from_arrays(path, header, comments, channel, counts, rate, exposure, st
                grouping=_optional_array(grouping, n, np.int16, path, "GROUPING"),
                backscal=_scal(backscal, "BACKSCAL"), areascal=_scal(areascal, "AREASCAL"),
                header=header, path=None if path is None else os.fspath(path),
-               sys_err=_optional_array(sys_err, n, float, path, "SYS_ERR"), comments=comments)
+               sys_err=_optional_array(sys_err, n, float, path, "SYS_ERR"), comments=comments,
+               tlmin=tlmin)
 
 
 def read_pha(path):
@@ -471,7 +513,7 @@ def read_pha(path):
             _scalar_or_column(data, header, "GROUPING", path, n),
             _scalar_or_column(data, header, "BACKSCAL", path, n, default=1.0),
             _scalar_or_column(data, header, "AREASCAL", path, n, default=1.0),
-            header.get("POISSERR"))
+            header.get("POISSERR"), _tlmin_of(header, data, "CHANNEL"))
     finally:
         hdul.close()
 
@@ -512,7 +554,7 @@ def read_pha_typeii(path):
                 v if key == "COUNTS" else None, v if key == "RATE" else None,
                 rowval("EXPOSURE"), rowval("STAT_ERR"), rowval("SYS_ERR"), rowval("QUALITY"),
                 rowval("GROUPING"), rowval("BACKSCAL", 1.0), rowval("AREASCAL", 1.0),
-                header.get("POISSERR"))
+                header.get("POISSERR"), _tlmin_of(header, data, "CHANNEL"))
             pha.header["EXPOSURE"] = pha.exposure
             out.append(pha)
         return out
@@ -710,7 +752,8 @@ def write_pha(path, pha):
         return default if v is None or (isinstance(v, str) and not v.strip()) else v
 
     det = hdr.get("DETCHANS", n)
-    keys = [("TLMIN1", int(channel.min()) if n else 0, "Lowest legal channel number"),
+    keys = [("TLMIN1", int(pha.tlmin) if pha.tlmin is not None else (int(channel.min()) if n else 0),
+             "Lowest legal channel number"),
             ("TLMAX1", int(channel.max()) if n else 0, "Highest legal channel number"),
             ("HDUCLASS", "OGIP", "format conforms to OGIP standard"),
             ("HDUCLAS1", "SPECTRUM", "PHA dataset (OGIP memo OGIP-92-007)"),
@@ -765,9 +808,10 @@ class RMF:
     e_min: np.ndarray
     e_max: np.ndarray
     matrix: np.ndarray
-    first_channel: int = 0
+    first_channel: int = 1
     header: dict = field(default_factory=dict)
     path: Optional[str] = None
+    notes: list = field(default_factory=list)
 
     @property
     def n_channels(self):
@@ -807,9 +851,14 @@ def _as_list_of_arrays(col, n_rows):
 def read_rmf(path):
     """Read an OGIP RMF (``EBOUNDS`` + ``MATRIX``/``SPECRESP MATRIX``) into a dense :class:`RMF`.
 
-    Handles variable-length ``F_CHAN``/``N_CHAN``/``MATRIX``, ``N_GRP`` > 1, and the first channel
-    from ``TLMIN`` of the ``F_CHAN`` column (or a bare ``TLMIN`` key as CLASS writes it, or
-    ``EBOUNDS`` ``CHANNEL[0]``, or 1 as the OGIP default).
+    Handles variable-length ``F_CHAN``/``N_CHAN``/``MATRIX`` and ``N_GRP`` > 1. Channels follow
+    OGIP CAL/GEN/92-002 as XSPEC and sherpa apply it: the first channel is ``TLMIN<n>`` of the
+    ``F_CHAN`` column (n its position), 1 when that key is absent (a bare ``TLMIN`` key, as the
+    CLASS RMFs carry, is not that key: XSPEC prints "No TLMIN keyword value for response matrix
+    FCHAN column. Will assume TLMIN = 1"); matrix column ``j`` is channel ``first + j`` and pairs
+    with EBOUNDS row ``j``. Matrix elements whose channel falls outside ``first .. first +
+    DETCHANS - 1`` are dropped, as XSPEC drops them (``DataUtility::groupArrays``); what was
+    dropped is said in :attr:`RMF.notes`.
     """
     hdul = open_fits(path)
     try:
@@ -819,7 +868,6 @@ def read_rmf(path):
         eb_data = _read_table_data(eb, path)
         e_min = _column(eb_data, "E_MIN", path).astype(float)
         e_max = _column(eb_data, "E_MAX", path).astype(float)
-        eb_chan = _column(eb_data, "CHANNEL", path, required=False)
         n_chan = e_min.size
         hdr, _ = header_to_dict(mx.header)
         data = _read_table_data(mx, path)
@@ -827,33 +875,25 @@ def read_rmf(path):
         elo = _column(data, "ENERG_LO", path).astype(float)
         ehi = _column(data, "ENERG_HI", path).astype(float)
         n_e = elo.size
-        # first legal channel
-        first = None
-        fcol_idx = [i for i, nm in enumerate(data.columns.names) if nm.upper() == "F_CHAN"]
-        if fcol_idx and f"TLMIN{fcol_idx[0] + 1}" in hdr:
-            first = hdr[f"TLMIN{fcol_idx[0] + 1}"]
-        elif "TLMIN" in hdr:
-            first = hdr["TLMIN"]
-        elif eb_chan is not None and eb_chan.size:
-            first = int(eb_chan[0])
-        else:
-            first = 1
-        try:
-            first = int(first)
-        except (TypeError, ValueError):
-            raise ClassXRFError(path, f"first channel {first!r} is not an integer",
-                                key="TLMIN") from None
-        det = hdr.get("DETCHANS")
-        if isinstance(det, (int, np.integer)) and det > n_chan:
-            n_chan = int(det)
         for k in ("N_GRP", "F_CHAN", "N_CHAN", "MATRIX"):
             if k not in names:
                 raise ClassXRFError(path, "required column is missing", key=k)
+        notes = []
+        first = _tlmin_of(mx.header, data, "F_CHAN")
+        if first is None:
+            first = 1
+            bare = f" (the bare TLMIN = {hdr['TLMIN']} is not that key)" if "TLMIN" in hdr else ""
+            notes.append(f"no TLMIN keyword for the F_CHAN column{bare}: first channel taken as "
+                         f"1, the OGIP default that XSPEC and sherpa assume")
+        det = hdr.get("DETCHANS")
+        if isinstance(det, (int, np.integer)) and det > n_chan:
+            n_chan = int(det)
         n_grp = _column(data, "N_GRP", path).astype(np.int64).ravel()
         fch = _as_list_of_arrays(_column(data, "F_CHAN", path), n_e)
         nch = _as_list_of_arrays(_column(data, "N_CHAN", path), n_e)
         mat = _as_list_of_arrays(_column(data, "MATRIX", path), n_e)
         dense = np.zeros((n_e, n_chan), dtype=float)
+        dropped = np.zeros(n_e)
         for i in range(n_e):
             g = int(n_grp[i])
             if g == 0:
@@ -865,20 +905,26 @@ def read_rmf(path):
             for gi in range(g):
                 start = int(f[gi]) - first
                 cnt = int(nn[gi])
-                if start < 0 or start + cnt > n_chan:
-                    raise ClassXRFError(path, f"row {i}: channels {f[gi]}..{f[gi] + cnt - 1} "
-                                        f"outside {first}..{first + n_chan - 1}", key="F_CHAN")
-                if src + cnt > row.size:
+                if cnt < 0 or src + cnt > row.size:
                     raise ClassXRFError(path, f"row {i}: MATRIX has {row.size} values, "
                                         f"N_CHAN needs more", key="MATRIX")
-                dense[i, start:start + cnt] = row[src:src + cnt]
+                a, b = max(start, 0), min(start + cnt, n_chan)
+                vals = row[src:src + cnt]
+                if b > a:
+                    dense[i, a:b] = vals[a - start:b - start]
+                dropped[i] += vals.sum() - (vals[a - start:b - start].sum() if b > a else 0.0)
                 src += cnt
-        hdr_all = dict(hdr)
+        if np.any(dropped != 0):
+            rows = np.flatnonzero(dropped != 0)
+            notes.append(f"matrix elements outside channels {first}..{first + n_chan - 1} dropped "
+                         f"(as XSPEC does) in {rows.size} energy rows, at most "
+                         f"{dropped.max():.3g} of a row's probability")
         return RMF(energ_lo=elo, energ_hi=ehi, e_min=e_min[:n_chan] if e_min.size >= n_chan
                    else np.concatenate([e_min, np.full(n_chan - e_min.size, np.nan)]),
                    e_max=e_max[:n_chan] if e_max.size >= n_chan
                    else np.concatenate([e_max, np.full(n_chan - e_max.size, np.nan)]),
-                   matrix=dense, first_channel=first, header=hdr_all, path=os.fspath(path))
+                   matrix=dense, first_channel=first, header=dict(hdr), path=os.fspath(path),
+                   notes=notes)
     finally:
         hdul.close()
 
@@ -972,17 +1018,48 @@ class ARF:
     def energy_mid(self):
         return 0.5 * (np.asarray(self.energ_lo, float) + np.asarray(self.energ_hi, float))
 
-    def on_grid(self, energ_lo, energ_hi):
-        """Effective area interpolated (linearly, at bin centres; 0 outside) onto another
-        energy grid, e.g. an RMF's. Zero-width bins of this ARF are ignored."""
-        lo = np.asarray(self.energ_lo, float)
-        hi = np.asarray(self.energ_hi, float)
-        keep = hi > lo
-        mid = 0.5 * (lo + hi)[keep]
-        val = np.asarray(self.specresp, float)[keep]
-        order = np.argsort(mid)
-        target = 0.5 * (np.asarray(energ_lo, float) + np.asarray(energ_hi, float))
-        return np.interp(target, mid[order], val[order], left=0.0, right=0.0)
+
+
+def arf_on_rmf(arf, rmf):
+    """Effective area (cm^2) for each energy row of ``rmf``, paired as XSPEC pairs them, and a
+    note (or None) for the output.
+
+    XSPEC reads the ARF's SPECRESP by row: row ``i`` of the ARF goes with row ``i`` of the RMF
+    whatever the ARF's energy labels say (``OGIP_92aResponse::readAuxResponse``), and it refuses
+    an ARF with another number of rows. The same is done here when the row counts agree; the note
+    says when the labels differ (the CLASS ARF's run one row below the RMF's). An ARF on another
+    grid, which XSPEC refuses, is interpolated linearly at bin centres onto the RMF's rows (0
+    outside), and the note says so. ``arf``/``rmf`` may be objects or dicts with the fields of
+    :class:`ARF` (``energ_lo``/``e_low``, ``energ_hi``/``e_high``, ``specresp``) and :class:`RMF`."""
+    def get(obj, *names):
+        for n in names:
+            if isinstance(obj, dict) and n in obj:
+                return np.asarray(obj[n], float)
+            if hasattr(obj, n):
+                return np.asarray(getattr(obj, n), float)
+        raise ClassXRFError(getattr(obj, "path", None), f"response object has no {names[0]}",
+                            key=names[0].upper())
+    rlo, rhi = get(rmf, "energ_lo"), get(rmf, "energ_hi")
+    alo, ahi = get(arf, "energ_lo", "e_low"), get(arf, "energ_hi", "e_high")
+    val = get(arf, "specresp")
+    name = os.path.basename(str(getattr(arf, "path", None) or "ARF"))
+    if val.size == rlo.size:
+        if np.allclose(alo, rlo, atol=1e-5, rtol=0) and np.allclose(ahi, rhi, atol=1e-5, rtol=0):
+            return val.copy(), None
+        step = np.median(np.diff(rlo)) if rlo.size > 1 else 0.0
+        shift = np.median(rlo - alo)
+        rows = shift / step if step > 0 else np.nan
+        how = (f"labelled {abs(rows):.0f} row(s) {'below' if rows > 0 else 'above'} the RMF's"
+               if np.isfinite(rows) and abs(rows - round(rows)) < 0.05 and round(rows) != 0
+               else "labelled on other energies than the RMF's")
+        return val.copy(), (f"{name}: effective area paired with the RMF by row, as XSPEC does "
+                            f"(its energy columns are {how})")
+    keep = ahi > alo
+    mid = 0.5 * (alo + ahi)[keep]
+    order = np.argsort(mid)
+    area = np.interp(0.5 * (rlo + rhi), mid[order], val[keep][order], left=0.0, right=0.0)
+    return area, (f"{name}: {val.size} rows for the RMF's {rlo.size} (XSPEC refuses this "
+                  f"pair); effective area interpolated onto the RMF's energies")
 
 
 def read_arf(path):

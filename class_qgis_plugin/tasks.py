@@ -77,21 +77,39 @@ def solarfit(layer, out_layer, xsm, out_folder, arf=None, rmf=None, two_temp=Fal
 
 
 def invert(layer, out_layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_offset=0.0,
-           e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, plot_dir=None, progress=None):
-    """classxrf:invert: the layer with the abundance columns added."""
+           e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, gain_fit="none", statistic="cstat",
+           plot_dir=None, progress=None):
+    """classxrf:invert: the layer with the abundance columns added. The summary says how many fits
+    were flagged and why, what the response reading did, and which element the fits constrain
+    most often (``best_element``, the one to style the layer by)."""
     from . import geo
     from . import invert as core
+    from .composition import ELEMENTS
 
     geoms, attrs, _ = geo.read_vector(layer)
     if plot_dir:
         os.makedirs(plot_dir, exist_ok=True)
-    cols = core.invert_layer(layer, rmf=rmf, arf=arf, background=background, solar=solar or None,
-                             gain_slope=float(gain_slope), gain_offset=float(gain_offset),
-                             e_range=tuple(float(v) for v in e_range), oxygen=oxygen, fit_norm=bool(fit_norm),
-                             plot_dir=plot_dir or None, progress=progress)
+    cols, res = core.invert_layer(layer, rmf=rmf, arf=arf, background=background, solar=solar or None,
+                                  gain_slope=float(gain_slope), gain_offset=float(gain_offset),
+                                  e_range=tuple(float(v) for v in e_range), oxygen=oxygen, fit_norm=bool(fit_norm),
+                                  gain_fit=gain_fit, statistic=statistic, plot_dir=plot_dir or None,
+                                  progress=progress)
     attrs.update(cols)
     geo.write_vector(out_layer, geoms, attrs)
-    return dict(layer=os.fspath(out_layer), n=len(geoms), n_converged=int(np.sum(np.asarray(cols["converged"]) == 1)))
+    flagged = {}
+    for code, note in zip(res.flag, res.note):
+        if code:
+            flagged.setdefault(f"{int(code)} {core.FIT_FLAGS[int(code)]}", []).append(note)
+    n_ok = res.ok[res.flag == 0].sum(axis=0) if np.any(res.flag == 0) else np.zeros(len(ELEMENTS))
+    order = [ELEMENTS.index(e) for e in core.STYLE_PREFERENCE]
+    best = max(order, key=lambda k: (n_ok[k], -order.index(k)))
+    return _jsonable(dict(layer=os.fspath(out_layer), n=len(geoms), n_converged=int(np.sum(res.converged)),
+                          n_fitted=int(np.sum(res.flag == 0)),
+                          flagged={k: dict(n=len(v), example=v[0]) for k, v in flagged.items()},
+                          notes=res.notes, best_element=ELEMENTS[best],
+                          constrained={el: int(n_ok[k]) for k, el in enumerate(ELEMENTS)},
+                          median_redchi=float(np.nanmedian(res.chi2 / np.maximum(res.dof, 1)))
+                          if np.any(res.flag == 0) else None))
 
 
 def populate(layer, albedo, gib_folder, points_output, sub_size_km=None, prior="fraction", progress=None):

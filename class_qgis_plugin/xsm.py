@@ -464,10 +464,11 @@ def load_response(spectrum, arf=None, rmf=None, gain=PI_GAIN, offset=PI_OFFSET,
     """The response of an :class:`XSMSpectrum`: ``rmf`` (a path) when given, else the
     approximate one built on the ARF's energy grid; ``arf`` (a path) or the spectrum's own.
 
-    Channel counts of spectrum and RMF must match; the ARF is interpolated onto the RMF's energy
-    grid when the grids differ. Approximate matrices are cached per (grid, scale, resolution).
+    Channel counts of spectrum and RMF must match (spectrum row i pairs with matrix column i, the
+    RMF's first channel being TLMIN of F_CHAN, 1 by default: :func:`ogip.read_rmf`); the ARF goes
+    with the RMF row by row as XSPEC pairs them (:func:`ogip.arf_on_rmf`). Approximate matrices are cached per (grid, scale, resolution).
     """
-    from .ogip import read_arf, read_rmf
+    from .ogip import arf_on_rmf, read_arf, read_rmf
     arf_path = arf or spectrum.arf_path
     if arf_path is None:
         raise ClassXRFError(spectrum.path, "no ARF given and none found beside the spectrum "
@@ -480,13 +481,12 @@ def load_response(spectrum, arf=None, rmf=None, gain=PI_GAIN, offset=PI_OFFSET,
         if r.n_channels != n_chan:
             raise ClassXRFError(rmf, f"RMF has {r.n_channels} channels but the spectrum "
                                 f"{spectrum.path} has {n_chan}", key="DETCHANS")
-        if r.energ_lo.size == a.energ_lo.size and np.allclose(r.energ_lo, a.energ_lo, atol=1e-5):
-            area = np.asarray(a.specresp, float)
-        else:
-            area = a.on_grid(r.energ_lo, r.energ_hi)
+        area, note = arf_on_rmf(a, r)
+        notes = "; ".join(list(r.notes) + ([note] if note else []))
         return XSMResponse(rmf=r, specresp=area, kind="rmf",
                            description=f"RMF {os.path.basename(os.fspath(rmf))} with ARF "
-                                       f"{os.path.basename(os.fspath(arf_path))}",
+                                       f"{os.path.basename(os.fspath(arf_path))}"
+                                       + (f" ({notes})" if notes else ""),
                            arf_path=os.fspath(arf_path), rmf_path=os.fspath(rmf))
     lo = np.asarray(a.energ_lo, float)
     hi = np.asarray(a.energ_hi, float)

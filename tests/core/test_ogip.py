@@ -134,17 +134,24 @@ def test_arf_round_trip_and_e_low_columns(tmp_path):
     (("class", "response", "class_rmf_v1_2048ch.rmf"), 2048, 0.0135),
     (("class", "x2abund_test", "class_rmf_v1.rmf"), 1024, 0.027)])
 def test_real_rmf_delta_lines_peak_at_their_channel(name, channels, width):
+    """The CLASS RMFs carry no TLMIN4, only a bare TLMIN = 0. Read as XSPEC reads them (first channel
+    1, so F_CHAN 0 is dropped and every row lands one channel lower than its F_CHAN says), a line of
+    known energy (Mg, Al, Si, Ca, Fe K alpha) peaks 0.5 to 2.5 channels below its energy; counted from
+    0 (what the bare key suggests the files' authors meant) within 1.5 channels. The one-channel
+    difference is what ISRO's gain offset (0.0316 keV, calibrated in XSPEC) makes up for."""
     rmf = read_rmf(shared_data(*name))
-    assert rmf.matrix.shape == (2048, channels) and rmf.first_channel == 0
+    assert rmf.matrix.shape == (2048, channels) and rmf.first_channel == 1
+    assert any("TLMIN" in n for n in rmf.notes) and any("dropped" in n for n in rmf.notes)
     # rows are probabilities: sum to ~1 where the response is defined
     assert np.allclose(rmf.matrix[200:1500].sum(axis=1), 1.0, atol=1e-3)
+    centre = 0.5 * (rmf.e_min + rmf.e_max)
     for e_kev in (1.2536, 1.4866, 1.7398, 3.6917, 6.4039):  # Mg, Al, Si, Ca, Fe K-alpha
         i = int(np.searchsorted(rmf.energ_hi, e_kev))
         x = np.zeros(rmf.n_energies)
         x[i] = 1.0
         j = int(np.argmax(rmf.fold(x)))
-        centre = 0.5 * (rmf.e_min[j] + rmf.e_max[j])
-        assert abs(centre - e_kev) <= 1.5 * width, (e_kev, centre)
+        assert -2.5 * width <= centre[j] - e_kev <= -0.5 * width, (e_kev, centre[j])
+        assert abs(centre[j + 1] - e_kev) <= 1.5 * width, (e_kev, centre[j + 1])
 
 
 @pytest.mark.realdata
@@ -184,3 +191,30 @@ def test_not_fits_and_truncated(tmp_path):
     cut.write_bytes(good.read_bytes()[:2880 * 2 + 100])
     with pytest.raises(ClassXRFError, match="cut.pha"):
         read_pha(cut)
+
+
+def test_pha_first_legal_channel_as_xspec_reads_it(tmp_path):
+    """The first legal channel of a PHA file is TLMIN of its CHANNEL column; without the key it is 0
+    when the channels start at 0 and 1 otherwise (XSPEC's OGIP reader). Spectrum rows map to the
+    response's columns by channel - first legal channel; a spectrum that does not cover the
+    response's channels one to one is refused with the file named."""
+    counts = np.arange(8.0)
+    p0 = tmp_path / "zero.pha"
+    write_pha(p0, PHA(counts=counts, channel=np.arange(8), exposure=1.0))
+    a = read_pha(p0)
+    assert a.legal_first_channel == 0 and np.array_equal(a.response_index, np.arange(8))
+    cols = [fits.Column(name="CHANNEL", format="J", array=np.arange(1, 9)),
+            fits.Column(name="COUNTS", format="J", array=counts.astype(int))]
+    hdu = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
+    hdu.header["EXPOSURE"] = 1.0
+    p1 = tmp_path / "one.pha"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(p1)
+    b = read_pha(p1)
+    assert b.tlmin is None and b.legal_first_channel == 1 and np.array_equal(b.counts_on_response(8), counts)
+    hdu.header["TLMIN1"] = 0                     # channels 1..8 of a detector whose first channel is 0
+    p2 = tmp_path / "shifted.pha"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(p2)
+    c = read_pha(p2)
+    assert c.legal_first_channel == 0 and np.array_equal(c.response_index, np.arange(1, 9))
+    with pytest.raises(ClassXRFError, match="shifted.pha.*do not match the response's 8 channels"):
+        c.counts_on_response(8)

@@ -1,0 +1,213 @@
+"""Batched fitting kernel: Poisson and chi-square statistics and a bounded Levenberg-Marquardt.
+
+The kernel knows nothing of X-rays. A caller supplies a model ``model(P, rows, jac) -> (m, J)``:
+expected counts ``m`` (k, n_chan) for the parameter rows ``P`` (k, n_par) of the spectra ``rows``,
+and, when ``jac`` is true, the Jacobian ``J`` (k, n_chan, n_par). :func:`batched_lm` then minimises
+the Cash statistic (plus optional Gaussian priors) of every spectrum at once, each with its own
+damping, bounds and active set.
+
+Statistics
+----------
+* :func:`cstat`: ``C = 2 sum(m - d + d ln(d/m))`` (Cash 1979; XSPEC's ``cstat`` with a known
+  background): twice the Poisson deviance, the quantity minimised.
+* :func:`chi_xspec`: XSPEC's ``chi`` statistic with its standard weighting (XSPEC manual,
+  "Appendix B: Statistics in XSPEC"): ``sum (d - m)^2 / (d + var_B)``, the data variance of the
+  source counts plus the variance of the subtracted background scaled to the source (``N_B x
+  scale^2``). Bins where that variance is 0 get variance 1, as sherpa's ``chi2xspecvar`` does.
+  This is the statistic users compare with XSPEC fits (reduced chi-square). :func:`batched_lm`
+  minimises it instead of C with ``statistic="chi"`` (XSPEC's ``statistic chi``, its default);
+  at low counts it is biased (a bin below the model gets a smaller variance), which is why C is
+  the default.
+
+Levenberg-Marquardt
+-------------------
+The curvature is the expected Fisher information ``J^T diag(1/m) J`` (plus prior precisions),
+damped as Marquardt ``(F + lam diag F) step = grad ln L``; a step is accepted when it does not
+raise the statistic (``lam / 3``), otherwise refused (``lam x 10``). Bounds are kept by clipping
+and an active set (a parameter on a bound whose gradient points outside is held for that step);
+``feasible(P, rows)`` adds constraints that clipping cannot express (the step is shortened by
+bisection until it holds). A spectrum has converged when an accepted full step (not one shortened
+to stay feasible) lowers its statistic by less than ``tol``, or when no step lowers it any more
+(``lam > 1e8``); it has not converged when ``max_iter`` is reached first. ``n_accepted`` counts accepted steps: 0 means the fit never moved
+from its start.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .choices import STATISTICS
+from .progress import as_progress
+
+
+def cstat(d, m):
+    """Cash statistic ``2 sum(m - d + d ln(d/m))`` over the last axis."""
+    m = np.maximum(m, 1e-300)
+    t = m - d + np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0) / m), 0.0)
+    return 2.0 * t.sum(axis=-1)
+
+
+def xspec_variance(d, background_variance=None):
+    """XSPEC's standard-weighting variance of background-subtracted counts: ``d + var_B``, with
+    1 where that is 0 (sherpa's ``chi2xspecvar``)."""
+    v = np.asarray(d, float) + (0.0 if background_variance is None else np.asarray(background_variance, float))
+    return np.where(v > 0, v, 1.0)
+
+
+def chi_xspec(d, m, background_variance=None):
+    """XSPEC's ``chi`` statistic over the last axis (see the module notes)."""
+    return (((np.asarray(d, float) - m) ** 2) / xspec_variance(d, background_variance)).sum(axis=-1)
+
+
+def statistic_value(d, m, statistic="cstat", variance=None):
+    """``cstat(d, m)``, or the chi-square ``sum (d - m)^2 / variance`` (``variance`` from
+    :func:`xspec_variance` gives XSPEC's ``chi``)."""
+    if statistic == "cstat":
+        return cstat(d, m)
+    return (((d - m) ** 2) / variance).sum(axis=-1)
+
+
+def residual_terms(d, m, statistic="cstat", variance=None):
+    """``(r, v)`` such that the gradient of ``-statistic / 2`` is ``J^T r`` and its expected
+    curvature ``J^T diag(1/v) J``: ``(d/m - 1, m)`` for C, ``((d - m)/variance, variance)`` for chi."""
+    if statistic == "cstat":
+        mm = np.maximum(m, 1e-12)
+        return d / mm - 1.0, mm
+    return (d - m) / variance, variance
+
+
+@dataclass
+class FitState:
+    """Final state of :func:`batched_lm`, one row per spectrum: parameters ``P``, model ``m``,
+    Jacobian ``J``, statistic ``C`` (Cash + prior terms), ``converged``, ``n_iter`` (steps tried),
+    ``n_accepted`` (steps taken)."""
+    P: np.ndarray
+    m: np.ndarray
+    J: np.ndarray
+    C: np.ndarray
+    converged: np.ndarray
+    n_iter: np.ndarray
+    n_accepted: np.ndarray
+
+
+def fisher(J, m, prior_prec=None):
+    """Expected Fisher information ``J^T diag(1/m) J`` (n, p, p), plus prior precisions (n, p).
+    For a chi-square fit pass the variance as ``m`` (the second item of :func:`residual_terms`)."""
+    F = np.einsum("ncp,nc,ncq->npq", J, 1.0 / np.maximum(m, 1e-12), J)
+    if prior_prec is not None:
+        ii = np.arange(F.shape[1])
+        F[:, ii, ii] += prior_prec
+    return F
+
+
+def solve_held(F, g, free):
+    """Solve ``F x = g`` per row with the parameters outside ``free`` held at ``x = 0``."""
+    n, p, _ = F.shape
+    A = F.copy()
+    b = np.where(free, g, 0.0)
+    off = ~free
+    A[off[:, :, None] | off[:, None, :]] = 0.0
+    ii = np.arange(p)
+    A[:, ii, ii] = np.where(off, 1.0, A[:, ii, ii])
+    try:
+        return np.linalg.solve(A, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.einsum("nij,nj->ni", np.linalg.pinv(A), b)
+
+
+def _bisect_feasible(feasible, P0, P1, rows):
+    """Shorten the steps P0 -> P1 of the rows where ``feasible`` fails, by bisection. Returns the
+    steps and which rows were shortened."""
+    ok = feasible(P1, rows)
+    if ok.all():
+        return P1, ~ok
+    P1 = P1.copy()
+    for r in np.flatnonzero(~ok):
+        lo, hi = 0.0, 1.0
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            if feasible((P0[r] + mid * (P1[r] - P0[r]))[None], rows[r:r + 1])[0]:
+                lo = mid
+            else:
+                hi = mid
+        P1[r] = P0[r] + lo * (P1[r] - P0[r])
+    return P1, ~ok
+
+
+def batched_lm(model, P0, d, lower, upper, free=None, prior_mu=None, prior_prec=None, feasible=None,
+               max_iter=60, tol=0.01, lam0=1e-4, statistic="cstat", variance=None, progress=None):
+    """Minimise ``cstat(d, model(P)) + sum prior_prec (P - prior_mu)^2`` for every row (or, with
+    ``statistic="chi"``, the chi-square with the fixed ``variance`` (n, n_chan) in place of C).
+
+    ``P0`` (n, p) start; ``d`` (n, n_chan) counts; ``lower``/``upper`` bounds (p,) or (n, p);
+    ``free`` (n, p) bool, False holds a parameter at its start; ``prior_mu``/``prior_prec`` (n, p)
+    Gaussian priors (precision 0 = none); ``feasible(P, rows) -> bool (k,)`` extra constraints.
+    Returns a :class:`FitState`."""
+    prog = as_progress(progress)
+    P = np.array(P0, float)
+    n, npar = P.shape
+    lower = np.broadcast_to(np.asarray(lower, float), (n, npar))
+    upper = np.broadcast_to(np.asarray(upper, float), (n, npar))
+    free = np.ones((n, npar), bool) if free is None else np.asarray(free, bool)
+    prior_mu = np.zeros((n, npar)) if prior_mu is None else np.asarray(prior_mu, float)
+    prior_prec = np.zeros((n, npar)) if prior_prec is None else np.asarray(prior_prec, float)
+    all_rows = np.arange(n)
+
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    var = None if variance is None else np.broadcast_to(np.asarray(variance, float), d.shape)
+
+    def stat(Pr, mr, rows):
+        return (statistic_value(d[rows], mr, statistic, None if var is None else var[rows])
+                + ((Pr - prior_mu[rows]) ** 2 * prior_prec[rows]).sum(axis=1))
+
+    m, J = model(P, all_rows, True)
+    m, J = np.array(m, float), np.array(J, float)
+    C = stat(P, m, all_rows)
+    lam = np.full(n, float(lam0))
+    active = np.ones(n, bool)
+    converged = np.zeros(n, bool)
+    n_iter = np.zeros(n, int)
+    n_acc = np.zeros(n, int)
+    ii = np.arange(npar)
+    for _ in range(max_iter):
+        prog.check()
+        rows = np.flatnonzero(active)
+        if rows.size == 0:
+            break
+        res, v = residual_terms(d[rows], m[rows], statistic, None if var is None else var[rows])
+        Jr = J[rows]
+        g = np.einsum("ncp,nc->np", Jr, res)
+        g -= (P[rows] - prior_mu[rows]) * prior_prec[rows]
+        F = fisher(Jr, v, prior_prec[rows])
+        fr = free[rows].copy()
+        lo_r, hi_r = lower[rows], upper[rows]
+        with np.errstate(invalid="ignore"):
+            fr &= ~(np.isfinite(lo_r) & (P[rows] <= lo_r + 1e-12 * np.maximum(np.abs(lo_r), 1.0)) & (g < 0))
+            fr &= ~(np.isfinite(hi_r) & (P[rows] >= hi_r - 1e-12 * np.maximum(np.abs(hi_r), 1.0)) & (g > 0))
+        Fl = F.copy()
+        Fl[:, ii, ii] += lam[rows, None] * np.maximum(F[:, ii, ii], 1e-12)
+        Pn = np.clip(P[rows] + solve_held(Fl, g, fr), lower[rows], upper[rows])
+        Pn = np.where(free[rows], Pn, P[rows])
+        short = np.zeros(rows.size, bool)
+        if feasible is not None:
+            Pn, short = _bisect_feasible(feasible, P[rows], Pn, rows)
+        mn, Jn = model(Pn, rows, True)
+        Cn = stat(Pn, mn, rows)
+        n_iter[rows] += 1
+        better = Cn <= C[rows] + 1e-9
+        acc = rows[better]
+        if acc.size:
+            dC = C[acc] - Cn[better]
+            P[acc], C[acc], m[acc], J[acc] = Pn[better], Cn[better], mn[better], Jn[better]
+            lam[acc] = np.maximum(lam[acc] / 3.0, 1e-9)
+            n_acc[acc] += 1
+            done = acc[(dC < tol) & ~short[better]]
+            converged[done] = True
+            active[done] = False
+        rej = rows[~better]
+        if rej.size:
+            lam[rej] *= 10.0
+            stuck = rej[lam[rej] > 1e8]
+            converged[stuck] = True      # no step lowers the statistic: at the optimum
+            active[stuck] = False
+    return FitState(P=P, m=m, J=J, C=C, converged=converged, n_iter=n_iter, n_accepted=n_acc)
