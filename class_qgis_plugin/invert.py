@@ -9,17 +9,22 @@ BACKSCAL), ``k = exposure * Omega_eff * norm`` (:mod:`fpmodel`), ``s`` the scatt
 (free), ``f`` the fluorescence normalisation (free by default, ``fit_norm=True``; see below) and
 ``w`` the weight fractions of O, Na, Mg, Al, Si, Ca, Ti, Fe.
 
-Why the normalisation is free by default: on ISRO's X2ABUNDANCE test pair (2021-08-27, 16 s) the
-physical model (collimator solid angle, ARF, ISRO's or our own solar spectrum) predicts 2.6 to 3.6
-times the observed line counts (fitted ``f`` = 0.28-0.38, whichever solar spectrum or gain is
-used). With ``f`` fixed at 1 the fit drives the composition to absurd values to absorb the excess
-(Fe near 47 wt%, O 31 wt%). X2ABUNDANCE does not use a physical normalisation either: its local
-model scales the line intensities by ``12.5 km x 12.5 km x (round(T/8) + 1) / (4 pi h^2 T)`` with an
-extra ``1/cos(i)`` (the footprint swept in the exposure ``T`` divided by ``T``), which for this pair
-is 0.35 times our geometry factor, i.e. an empirical scale of the same size as the one fitted here.
-The wt% therefore rest on line *ratios*, as in X2ABUNDANCE. Fixing the norm (``fit_norm=False``)
-is right for simulated data made with the same model (the round-trip test checks both); it
-constrains Fe better there, through the absolute level.
+Why the normalisation is free by default: on ISRO's X2ABUNDANCE test pair (2021-08-27, 16 s),
+with the response read as XSPEC reads it, the physical model (collimator solid angle, ARF, ISRO's
+or our own solar spectrum) predicts 2.6 to 3.2 times the observed line counts (fitted ``f`` =
+0.31-0.38, whichever solar spectrum or gain). X2ABUNDANCE does not use a physical normalisation
+either: its local model scales the line intensities by ``12.5 km x 12.5 km x (round(T/8) + 1) /
+(4 pi h^2 T)`` with an extra ``1/cos(i)`` (the footprint swept in the exposure ``T`` divided by
+``T``), which for this pair is 0.35 times our geometry factor, i.e. an empirical scale of the same
+size as the one fitted here. The wt% therefore rest on line *ratios*, as in X2ABUNDANCE. Fixing the
+norm (``fit_norm=False``) is right for simulated data made with the same model (the round-trip
+test checks both); it constrains Fe better there, through the absolute level.
+
+Gain: the model's gain (XSPEC's reading, :mod:`fpmodel`), or fitted (``gain_fit``): per spectrum
+(slope and offset are two more parameters of the batched fit, with analytic derivatives of the
+folded lines and scatter), or shared by all spectra (an outer damped Gauss-Newton on the profile
+likelihood: each spectrum refitted at the trial gain, its own parameters eliminated through the
+Schur complement of its Fisher matrix).
 
 Parameterisation (the constraint is exact, not a penalty): the free parameters are the wt% of Na,
 Mg, Al, Ca, Ti and Fe; O follows from the cations' oxides (Na2O, MgO, Al2O3, SiO2, CaO, TiO2, FeO)
@@ -28,13 +33,16 @@ to wt% is affine, so the covariance of all 8 wt% follows exactly from that of th
 Bounds [0, 100] are kept by a projected Levenberg-Marquardt with an active set.
 
 Statistic: the Poisson likelihood of the raw counts with the background as a known term (the
-C-statistic of Cash 1979, ``C = 2 sum(m - d + d ln(d/m))``), minimised by a batched
-Levenberg-Marquardt whose curvature is the expected Fisher information ``J^T diag(1/m) J``. The
-Jacobian of the line intensities is analytic (:meth:`fpmodel.ForwardModel.line_terms`); the
-scattered continuum is recomputed at every iteration from the current composition (its shape is
-held fixed within a step: the paper's "iterate the scatter with the fitted composition").
-Errors: the inverse Fisher information at the optimum (1 sigma), propagated to all 8 wt%.
-Pearson chi-square ``sum (d - m)^2 / m`` and the degrees of freedom are reported too.
+C-statistic of Cash 1979, ``C = 2 sum(m - d + d ln(d/m))``), or XSPEC's chi with data variance
+(``statistic="chi"``), minimised by the batched Levenberg-Marquardt of :mod:`fitkernel` whose
+curvature is the expected Fisher information ``J^T diag(1/m) J``. The Jacobian of the line
+intensities is analytic (:meth:`fpmodel.ForwardModel.line_terms`); the scattered continuum is
+recomputed at every iteration from the current composition (its shape is held fixed within a
+step: the paper's "iterate the scatter with the fitted composition"). Errors: the inverse Fisher
+information at the optimum (1 sigma), propagated to all 8 wt%. XSPEC's chi (``chi2``), C and the
+degrees of freedom are reported for both.
+
+Fits that failed say so: see :data:`FIT_FLAGS` and :func:`invert_spectra`.
 
 Unconstrained elements: a free cation whose 1-sigma error exceeds ``max_rel_err`` (default 0.5)
 times its a-priori value (or whose Fisher information vanishes) is flagged (``ok = False``, error
@@ -43,7 +51,8 @@ Gaussian prior to the mare-highland mixing line (centre: the mix closest to the 
 cations of the first fit; width: the scatter of the landing-site soils about that line,
 :data:`PRIOR_SIGMA`) and everything is refitted, so noise in an element the data cannot see does
 not leak into the others through the closure, while the errors of the others include the prior's
-width. The reported value of a flagged element is that prior-dominated estimate, not a measurement.
+width. A flagged element is NaN (NULL in the layer); its prior-dominated estimate, not a
+measurement, is kept apart (``wt_prior``, columns ``X_prior``).
 """
 import os
 from dataclasses import dataclass, field
@@ -53,7 +62,8 @@ import numpy as np
 from .choices import GAIN_FIT_MODES, STATISTICS
 from .composition import (ELEMENTS, HIGHLAND_WT, MARE_WT, oxygen_fraction_coefficients)
 from .errors import ClassXRFError
-from .fitkernel import batched_lm, chi_xspec, cstat, fisher, residual_terms, xspec_variance
+from .fitkernel import (batched_lm, chi_xspec, cstat, fisher, reduced_statistic, residual_terms,
+                        xspec_variance)
 from .progress import as_progress, subrange
 
 FREE = ("Na", "Mg", "Al", "Ca", "Ti", "Fe")
@@ -113,8 +123,9 @@ def _params_from_wt(wt):
 
 #: bounds of a fitted gain: slope, offset (keV)
 GAIN_BOUNDS = ((0.95, 1.05), (-0.1, 0.1))
-#: above this reduced chi-square a fit is flagged and its elements are NULL: XSPEC's ``error``
-#: command refuses to compute errors above a reduced chi-square of 2 (its ``maximum`` default)
+#: above this reduced statistic (:func:`fitkernel.reduced_statistic`) a fit is flagged and its
+#: elements are NULL: XSPEC's ``error`` command refuses to compute errors above a reduced
+#: chi-square of 2 (its ``maximum`` default)
 MAX_REDCHI = 2.0
 #: a spectrum whose net counts in the fit range are below this many sigma is not fitted
 MIN_NET_SIGMA = 3.0
@@ -132,7 +143,8 @@ class InversionResult:
     """Per spectrum (n): ``wt`` (n, 8) wt% (NaN where unconstrained or the fit is flagged);
     ``err`` (n, 8) 1 sigma; ``ok`` (n, 8) bool; ``wt_prior`` (n, 8) the prior-dominated value of an
     unconstrained element (NaN elsewhere); ``corr`` (n, 8, 8); ``chi2`` (XSPEC's ``chi``),
-    ``dof``, ``cstat``, ``converged``, ``n_iter``, ``scat_norm``, ``fl_norm``, ``gain_slope``,
+    ``dof``, ``cstat``, ``red_stat`` (the minimised statistic per degree of freedom,
+    :func:`fitkernel.reduced_statistic`, which the poor-fit flag tests), ``converged``, ``n_iter``, ``scat_norm``, ``fl_norm``, ``gain_slope``,
     ``gain_offset`` and their errors (NaN when not fitted), ``flag`` (:data:`FIT_FLAGS`) and
     ``note`` (the reason, in words); ``model`` (n, n_fit) expected counts and ``data``/
     ``background`` in the fit channels, ``fit_channels`` (bool mask over all channels),
@@ -145,6 +157,7 @@ class InversionResult:
     chi2: np.ndarray
     dof: np.ndarray
     cstat: np.ndarray
+    red_stat: np.ndarray
     converged: np.ndarray
     n_iter: np.ndarray
     scat_norm: np.ndarray
@@ -174,6 +187,7 @@ class InversionResult:
         cols["chi2"] = self.chi2
         cols["dof"] = self.dof.astype(np.int32)
         cols["cstat"] = self.cstat
+        cols["red_stat"] = self.red_stat
         cols["converged"] = self.converged.astype(np.int32)
         cols["n_iter"] = self.n_iter.astype(np.int32)
         cols["scat_norm"] = self.scat_norm
@@ -200,32 +214,59 @@ class _Batch:
         self.slope, self.offset = np.asarray(slope, float), np.asarray(offset, float)
         self.dcs = fm.atomic.scatter_dcs(theta)
         self.sl = fm.line_slice(I0)
-        self._Rl = fm.response.line_rows(fm.atomic.line_energy, self.slope, self.offset, fitmask)
+        self._shared = {}
+
+    def _shared_rows(self, slope, offset, grad):
+        """Response rows in the fit channels at one gain for every spectrum (cached per gain): lines
+        (n_lines, n_fit), integration bins (n_e, n_fit), with ``grad`` their derivatives by slope
+        and offset too."""
+        key = (float(slope), float(offset), bool(grad))
+        if key not in self._shared:
+            resp, fm = self.fm.response, self.fm
+            got = [resp.line_rows(x, np.array([slope]), np.array([offset]), self.fitmask, grad=grad)
+                   for x in (fm.atomic.line_energy, fm.energy)]
+            if len(self._shared) > 3:
+                self._shared.clear()
+            self._shared[key] = [g[0] for g in got] if not grad else [[r[0] for r in g] for g in got]
+        return self._shared[key]
 
     def evaluate(self, W, rows, jacobian, slope=None, offset=None):
         """Line and scatter counts (k, n_fit) of rows ``rows`` for weight fractions ``W`` (k, 8);
         with ``jacobian`` also ``d_lines`` (k, n_fit, 8). ``slope``/``offset`` (k,) replace the
         batch's gains (a gain in the fit); with ``jacobian`` the derivatives of lines and scatter
-        by them come back too (``d_gain_lines``, ``d_gain_scatter``: (k, n_fit, 2))."""
+        by them come back too (``d_gain_lines``, ``d_gain_scatter``: (k, n_fit, 2)). Spectra that
+        share one gain are folded by one matrix product; different gains by
+        :meth:`fpmodel.Response.line_rows` and :meth:`fpmodel.Response.fold_density`."""
         fm, resp = self.fm, self.fm.response
         lt = fm.line_terms(W, self.cos_i[rows], self.cos_e[rows], self.I0[rows], jacobian=jacobian, sl=self.sl)
         k = self.k[rows]
         L = (lt["primary"] + lt["secondary"]) * k[:, None]
         sc = fm.scatter_photons(W, self.cos_i[rows], self.cos_e[rows], self.I0[rows], self.theta[rows],
                                 dcs=(self.dcs[0][rows], self.dcs[1][rows])) * k[:, None]
-        energy = fm.atomic.line_energy
+        gain_grad = slope is not None and jacobian
+        sl_, off_ = (self.slope[rows], self.offset[rows]) if slope is None else (slope, offset)
         out = {}
-        if slope is None:
-            Rl = self._Rl[rows]
-            out["scatter"] = resp.fold_density(fm.energy, sc, self.slope[rows], self.offset[rows], self.fitmask)
-        elif jacobian:
-            Rl, dRs, dRo = resp.line_rows(energy, slope, offset, self.fitmask, grad=True)
-            out["scatter"], dss, dso = resp.fold_density(fm.energy, sc, slope, offset, self.fitmask, grad=True)
+        if np.ptp(sl_) == 0 and np.ptp(off_) == 0:
+            got = self._shared_rows(sl_[0], off_[0], gain_grad)
+            if gain_grad:
+                (Rl, dls, dlo), (Rs, dss, dso) = got
+                out["d_gain_lines"] = np.stack([L @ dls, L @ dlo], axis=2)
+                out["d_gain_scatter"] = np.stack([sc @ dss, sc @ dso], axis=2)
+            else:
+                Rl, Rs = got
+            out["lines"], out["scatter"] = L @ Rl, sc @ Rs
+            if jacobian:
+                out["d_lines"] = np.einsum("nlm,lc->ncm", lt["d_lines"] * k[:, None, None], Rl)
+            return out
+        energy = fm.atomic.line_energy
+        if gain_grad:
+            Rl, dRs, dRo = resp.line_rows(energy, sl_, off_, self.fitmask, grad=True)
+            out["scatter"], dss, dso = resp.fold_density(fm.energy, sc, sl_, off_, self.fitmask, grad=True)
             out["d_gain_lines"] = np.stack([np.einsum("nl,nlc->nc", L, dRs), np.einsum("nl,nlc->nc", L, dRo)], axis=2)
             out["d_gain_scatter"] = np.stack([dss, dso], axis=2)
         else:
-            Rl = resp.line_rows(energy, slope, offset, self.fitmask)
-            out["scatter"] = resp.fold_density(fm.energy, sc, slope, offset, self.fitmask)
+            Rl = resp.line_rows(energy, sl_, off_, self.fitmask)
+            out["scatter"] = resp.fold_density(fm.energy, sc, sl_, off_, self.fitmask)
         out["lines"] = np.einsum("nl,nlc->nc", L, Rl)
         if jacobian:
             out["d_lines"] = np.einsum("nlm,nlc->ncm", lt["d_lines"] * k[:, None, None], Rl)
@@ -509,7 +550,10 @@ def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure
     Spectra that cannot be inverted are flagged, not fitted or not trusted (:data:`FIT_FLAGS`):
     bad rows, a zero solar spectrum, a response that does not cover the range, net counts below
     :data:`MIN_NET_SIGMA` sigma, a fit that did not converge or never moved from its start, or a
-    reduced chi-square (XSPEC ``chi``) above ``max_redchi``; their elements are NaN. Returns
+    reduced statistic above ``max_redchi`` (``chi / dof`` for a chi fit; for a C fit ``C`` over
+    its expected value at the fitted model, about 1 for a good fit at any count level, where
+    XSPEC's chi per dof of a correct model can exceed 2 on faint 96-s spectra); their elements
+    are NaN. Returns
     :class:`InversionResult`.
     """
     if statistic not in STATISTICS:
@@ -553,8 +597,7 @@ def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure
     fit_rows = np.flatnonzero(flags == 0)
     results = _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask, w0, M, fit_norm,
                         gain_fit, gain_bounds, statistic, start, max_rel_err, max_iter, tol, chunk, p)
-    return _assemble(fm, results, fit_rows, flags, notes, d_fit, B_fit, V_fit, fitmask, fit_norm, gain_fit,
-                     max_redchi)
+    return _assemble(fm, results, flags, notes, d_fit, B_fit, V_fit, fitmask, gain_fit, statistic, max_redchi)
 
 
 def _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask, w0, M, fit_norm, gain_fit,
@@ -645,14 +688,14 @@ def _shared_gain(run, chunks, P_starts, d_fit, gain_bounds, max_outer=20, tol=0.
     return np.sqrt(np.clip(np.diag(_inverse(H)), 0, None)), res
 
 
-def _assemble(fm, results, fit_rows, flags, notes, d_fit, B_fit, V_fit, fitmask, fit_norm, gain_fit, max_redchi):
+def _assemble(fm, results, flags, notes, d_fit, B_fit, V_fit, fitmask, gain_fit, statistic, max_redchi):
     """Per-spectrum arrays of :class:`InversionResult` from the chunk results, with the post-fit
     flags (not converged, never moved, poor fit) and NaN elements where a row is flagged."""
     n, nfit = d_fit.shape
     nan = lambda *shape: np.full(shape, np.nan)  # noqa: E731
     wt, err, wt_prior, corr = nan(n, 8), nan(n, 8), nan(n, 8), nan(n, 8, 8)
     ok = np.zeros((n, 8), bool)
-    chi2, cst, s, f, gs, go, gse, goe = (nan(n) for _ in range(8))
+    chi2, cst, red, s, f, gs, go, gse, goe = (nan(n) for _ in range(9))
     dof, conv, nit = np.zeros(n, int), np.zeros(n, bool), np.zeros(n, int)
     model = B_fit.copy()
     for rows, r in results:
@@ -661,6 +704,8 @@ def _assemble(fm, results, fit_rows, flags, notes, d_fit, B_fit, V_fit, fitmask,
         cst[rows] = cstat(d_fit[rows], m)
         chi2[rows] = chi_xspec(d_fit[rows], m, V_fit[rows])
         dof[rows] = nfit - r["nfree"]
+        red[rows] = reduced_statistic(statistic, chi2[rows] if statistic == "chi" else cst[rows], m, r["nfree"],
+                                      dof[rows])
         conv[rows], nit[rows] = r["converged"], r["n_iter"]
         s[rows], f[rows] = r["s"], r["f"]
         gs[rows], go[rows], gse[rows], goe[rows] = r["slope"], r["offset"], r["slope_err"], r["offset_err"]
@@ -674,15 +719,14 @@ def _assemble(fm, results, fit_rows, flags, notes, d_fit, B_fit, V_fit, fitmask,
         with np.errstate(invalid="ignore", divide="ignore"):
             c = r["cw"] / (e[:, :, None] * e[:, None, :])
         corr[rows] = np.where(okr[:, :, None] & okr[:, None, :], c, np.nan)
+        what = "chi-square (XSPEC chi) per degree of freedom" if statistic == "chi" else "C / expected C"
         for j, row in enumerate(rows):
-            red = chi2[row] / max(dof[row], 1)
             if not r["converged"][j]:
                 flags[row], notes[row] = 5, f"fit did not converge in {r['n_iter'][j]} steps"
             elif r["n_accepted"][j] == 0:
                 flags[row], notes[row] = 6, "fit never moved from its start (no step lowered the statistic)"
-            elif red > max_redchi:
-                flags[row], notes[row] = 7, (f"poor fit: reduced chi-square {red:.2f} (XSPEC chi) above "
-                                             f"{max_redchi:g}")
+            elif red[row] > max_redchi:
+                flags[row], notes[row] = 7, f"poor fit: {what} {red[row]:.2f} above {max_redchi:g}"
             else:
                 un = [ELEMENTS[k] for k in FREE_IDX[r["bad"][j]]]
                 notes[row] = "ok" + (f"; {', '.join(un)} not constrained (prior-dominated value in "
@@ -692,7 +736,7 @@ def _assemble(fm, results, fit_rows, flags, notes, d_fit, B_fit, V_fit, fitmask,
     ok[bad] = False
     if gain_fit == "none":
         gs[:], go[:] = fm.response.gain_slope, fm.response.gain_offset
-    return InversionResult(wt=wt, err=err, ok=ok, wt_prior=wt_prior, corr=corr, chi2=chi2, dof=dof, cstat=cst,
+    return InversionResult(wt=wt, err=err, ok=ok, wt_prior=wt_prior, corr=corr, chi2=chi2, dof=dof, cstat=cst, red_stat=red,
                            converged=conv, n_iter=nit, scat_norm=s, fl_norm=f, gain_slope=gs, gain_offset=go,
                            gain_slope_err=gse, gain_offset_err=goe, flag=flags, note=notes, model=model, data=d_fit,
                            background=B_fit, fit_channels=fitmask, channel_energy=fm.channel_energy(),
@@ -785,7 +829,7 @@ def _solar_rows(paths, progress):
 
 def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_offset=0.0, e_range=(0.9, 4.2),
                  oxygen="stoichiometric", fit_norm=True, gain_fit="none", plot_dir=None, progress=None, **fit_kw):
-    """Invert every spectrum of an observation layer (its columns: :mod:`geo` layer schema).
+    """Invert every spectrum of an observation layer (the co-add output, with the solar fit's columns).
 
     Reads ``pha_path``, ``solar_ang``, ``emis_ang``, ``exposure`` (and ``solar_file``, ``phase_ang``
     when present) with :func:`geo.read_vector`; ``rmf``/``arf``/``background`` are paths or

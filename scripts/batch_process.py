@@ -2,7 +2,8 @@
 
     QT_QPA_PLATFORM=offscreen python3 scripts/batch_process.py CLASS_FOLDER OUT_FOLDER \
         --rmf class.rmf --arf class.arf (--background bkg.pha | --build-background) \
-        (--xsm XSM_FOLDER | --solar modelop.txt) [--albedo albedo.tif|moon.jpg] [--element Fe]
+        (--xsm XSM_FOLDER | --solar modelop.txt) [--albedo albedo.tif|moon.jpg] [--element Al]
+        [--gain SLOPE OFFSET] [--gain-fit none|spectrum|shared]
 
     # or on the simulated data set, with no download:
     QT_QPA_PLATFORM=offscreen python3 scripts/batch_process.py --simulate OUT_FOLDER
@@ -78,6 +79,7 @@ def process_folder(folder, out, args, feedback, basemap=None):
     background = args.background or co.get("BACKGROUND")
     inv = processing.run("classxrf:invert", {
         "INPUT": obs, "RMF": args.rmf, "ARF": args.arf, "BACKGROUND": background, "SOLAR": args.solar,
+        "GAIN_SLOPE": args.gain[0], "GAIN_OFFSET": args.gain[1], "GAIN_FIT": args.gain_fit,
         "STYLE_ELEMENT": args.element, "OUTPUT": str(out / "abundances.gpkg")}, feedback=feedback)
     result = {"abundances": inv["OUTPUT"]}
     if args.albedo:
@@ -104,7 +106,12 @@ def main(argv=None):
     ap.add_argument("--xsm", help="folder of XSM spectra for the solar fit")
     ap.add_argument("--solar", help="one solar table (modelop format) for every observation")
     ap.add_argument("--albedo", help="albedo raster or whole-Moon image: basemap and mare/highland split")
-    ap.add_argument("--element", default="Fe", choices=["O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"])
+    ap.add_argument("--element", default="Al", choices=["O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"])
+    ap.add_argument("--gain", type=float, nargs=2, default=(1.0, 0.0), metavar=("SLOPE", "OFFSET"),
+                    help="gain (XSPEC reading), the start of a fitted gain")
+    ap.add_argument("--gain-fit", choices=["none", "spectrum", "shared"],
+                    help="gain fit of the inversion; default: one gain shared by each folder's spectra (a day "
+                         "of one calibration) for real data, none for --simulate")
     ap.add_argument("--stride", type=int, default=12, help="co-add stride in frames (12: disjoint 96-s windows)")
     ap.add_argument("--tracks", type=int, default=6, help="tracks of the simulated set (--simulate)")
     args = ap.parse_args(argv)
@@ -121,7 +128,8 @@ def main(argv=None):
                              feedback=feedback)
         args.input, args.rmf, args.arf, args.background = sim["FRAMES"], sim["RMF_OUT"], sim["ARF_OUT"], sim["BACKGROUND"]
         args.xsm, args.solar, args.albedo = sim["XSM"], sim["SOLAR"], sim["ALBEDO"]
-        args.element = args.element if args.element != "Fe" else "Al"  # Fe needs M flares; C-class simulated
+        args.gain_fit = args.gain_fit or "none"      # the simulated instrument's gain is exact
+    args.gain_fit = args.gain_fit or "shared"
     if not (args.rmf and args.arf):
         raise SystemExit("--rmf and --arf are needed")
     if not (args.background or args.build_background):

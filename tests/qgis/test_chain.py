@@ -57,6 +57,27 @@ def test_invert_layer_has_abundances_near_truth(chain):
     assert np.median(np.abs(errs)) < 1.5
 
 
+def test_invert_with_a_shared_gain_fit_finds_the_simulated_gain(run_alg, chain):
+    """The simulated instrument's gain is exact (1, 0): a gain shared by all spectra of the layer,
+    fitted from a start of (1.01, 0.02 keV), comes back to it within 3 sigma; every fit is trusted
+    (fit_flag 0); with the fluorescence norm free, Fe and Ti are unconstrained and NULL in QGIS, their
+    prior-dominated values in Fe_prior / Ti_prior."""
+    out = str(chain["tmp"] / "abund_gain.gpkg")
+    run_alg("classxrf:invert", {"INPUT": chain["sol"]["OUTPUT"], "RMF": chain["sim"]["RMF_OUT"],
+                                "ARF": chain["sim"]["ARF_OUT"], "BACKGROUND": chain["sim"]["BACKGROUND"],
+                                "GAIN_SLOPE": 1.01, "GAIN_OFFSET": 0.02, "GAIN_FIT": "shared", "OUTPUT": out})
+    lyr = QgsVectorLayer(out, "abund", "ogr")
+    feats = list(lyr.getFeatures())
+    assert feats and all(f["fit_flag"] == 0 for f in feats)
+    f = feats[0]
+    assert all(g["gain_slope"] == f["gain_slope"] for g in feats)     # one gain for the layer
+    print("shared gain", f["gain_slope"], f["gslope_err"], f["gain_off"], f["goff_err"])
+    assert abs(f["gain_slope"] - 1.0) < 3 * f["gslope_err"] + 1e-4 and abs(f["gain_off"]) < 3 * f["goff_err"] + 1e-4
+    from qgis.core import NULL
+    assert f["Fe_ok"] == 0 and (f["Fe"] is None or f["Fe"] == NULL)
+    assert f["Fe_prior"] > 0 and f["Al_ok"] == 1 and f["Al"] > 0
+
+
 def test_populate_writes_gib_region_raster(chain):
     regions = chain["pop"]["REGIONS"]
     assert regions == "3,4"

@@ -117,8 +117,8 @@ def test_simulate_basemap_exportmap_dependencies_run(profile, plugin, sim, tmp_p
     res = coadd.coadd_folder(sim["FRAMES"], tmp_path / "pha", strategy="sliding", window=12, stride=12,
                              respfile=sim["RMF_OUT"], ancrfile=sim["ARF_OUT"], backfile=sim["BACKGROUND"])
     geo.write_vector(tmp_path / "obs.gpkg", res.geometries, res.attributes)
-    cols = invert.invert_layer(tmp_path / "obs.gpkg", rmf=sim["RMF_OUT"], arf=sim["ARF_OUT"],
-                               background=sim["BACKGROUND"], solar=sim["SOLAR"])
+    cols, _ = invert.invert_layer(tmp_path / "obs.gpkg", rmf=sim["RMF_OUT"], arf=sim["ARF_OUT"],
+                                  background=sim["BACKGROUND"], solar=sim["SOLAR"])
     attrs = dict(res.attributes, **cols)
     geo.write_vector(tmp_path / "abund.gpkg", res.geometries, attrs)
     png = run(profile, "exportmap", INPUT=tmp_path / "abund.gpkg", ELEMENT="Al", BASEMAP=base["OUTPUT"], DPI=60,
@@ -150,8 +150,11 @@ def test_vector_chain_runs_from_the_command_line(profile, plugin, sim, tmp_path)
               BACKGROUND=sim["BACKGROUND"], SOLAR=sim["SOLAR"], OUTPUT=tmp_path / "abund.shp")
     g2, a2, _ = geo.read_vector(inv["OUTPUT"])
     assert len(g2) == len(g)
-    total = sum(np.asarray(a2[e], float) for e in ("O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"))
-    assert np.allclose(total, 100.0, atol=1e-2)  # weight fractions sum to 100 %, Shapefile output
+    # weight fractions sum to 100 % (unconstrained elements are NULL, their values in X_prior), Shapefile output
+    total = sum(np.where(np.asarray(a2[f"{e}_ok"]) == 1, np.asarray(a2[e], float), np.asarray(a2.get(f"{e}_prior", a2[e]), float))
+                for e in ("O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"))
+    assert np.all(np.asarray(a2["fit_flag"]) == 0)
+    assert np.allclose(total, 100.0, atol=1e-2)
     pop = run(profile, "populate", INPUT=inv["OUTPUT"], ALBEDO=sim["ALBEDO"], GIB_FOLDER=tmp_path / "gib",
               OUTPUT=tmp_path / "sub.gpkg")
     assert pop["N_SUB"] >= len(g2) and (tmp_path / "gib" / "gib_r3_c4.tif").exists()
