@@ -10,7 +10,9 @@ Formats follow the HEASARC OGIP memos:
   (``CHANNEL``, ``E_MIN``, ``E_MAX``) and ``MATRIX`` / ``SPECRESP MATRIX`` (``ENERG_LO``,
   ``ENERG_HI``, ``N_GRP``, ``F_CHAN``, ``N_CHAN``, ``MATRIX``), where ``F_CHAN``/``N_CHAN``/
   ``MATRIX`` may be variable-length arrays and ``N_GRP`` > 1; the first legal channel is the
-  ``TLMIN`` of the ``F_CHAN`` column (0 or 1). ARF: ``SPECRESP`` table with ``ENERG_LO``,
+  ``TLMIN`` of the ``F_CHAN`` column, 1 when absent, as XSPEC and sherpa read it (:func:`read_rmf`).
+  An ARF goes with its RMF row by row (:func:`arf_on_rmf`). A PHA file's first legal channel is
+  ``TLMIN`` of its CHANNEL column (:attr:`PHA.legal_first_channel`). ARF: ``SPECRESP`` table with ``ENERG_LO``,
   ``ENERG_HI``, ``SPECRESP`` (cm^2); CLASS's own ARFs name the energy columns ``E_LOW``/``E_HIGH``,
   which are accepted too.
 

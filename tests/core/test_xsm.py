@@ -159,3 +159,31 @@ def test_user_rmf_is_used_and_checked(tmp_path):
     write_rmf(small, RMF(r.energ_lo, r.energ_hi, r.e_min[:256], r.e_max[:256], r.matrix[:, :256], 0, {}))
     with pytest.raises(ClassXRFError, match="256 channels"):
         load_response(s, rmf=str(small))
+
+
+def test_user_rmf_read_as_xspec_reads_it(tmp_path):
+    """An XSM RMF given by the user follows the same OGIP conventions as the CLASS ones: without a
+    TLMIN keyword for F_CHAN its channels count from 1 (so an RMF written with F_CHAN from 0 folds one
+    channel lower, the F_CHAN-0 elements dropped), and the XSM ARF pairs with it row by row; the
+    response's description says both."""
+    from astropy.io import fits
+    from class_qgis_plugin.ogip import RMF, write_rmf
+    s = read_xsm_pha(shared_data(*FLARE))
+    approx = load_response(s)
+    r = approx.rmf
+    path = tmp_path / "notlmin.rmf"
+    write_rmf(path, RMF(r.energ_lo, r.energ_hi, r.e_min, r.e_max, r.matrix, 0, {}), instrume="CH2_XSM")
+    with fits.open(path, mode="update") as h:
+        del h["MATRIX"].header["TLMIN4"]
+    user = load_response(s, rmf=str(path))
+    assert "TLMIN" in user.description and user.rmf.first_channel == 1
+    x = np.ones(r.energ_lo.size)
+    a, b = approx.fold(x, 16.0), user.fold(x, 16.0)
+    assert np.allclose(b[:-1], a[1:], rtol=1e-4, atol=1e-6)      # one channel lower
+    # an ARF labelled one row below the RMF (as the CLASS ARF is) is paired by row and said so
+    from class_qgis_plugin.ogip import ARF, write_arf
+    step = r.energ_hi - r.energ_lo
+    shifted = tmp_path / "shifted.arf"
+    write_arf(shifted, ARF(r.energ_lo - step, r.energ_hi - step, approx.specresp), instrume="CH2_XSM")
+    paired = load_response(s, arf=str(shifted), rmf=str(path))
+    assert np.allclose(paired.specresp, approx.specresp, rtol=1e-6) and "by row" in paired.description
