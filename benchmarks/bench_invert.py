@@ -207,24 +207,9 @@ def main():
 
 
 def line_centroids(rmf, y):
-    """Centroids (keV) of Mg, Al, Si K alpha (three Gaussians of one width on a linear continuum,
-    1.1-1.95 keV) and Ca K alpha (one Gaussian, 3.45-3.95 keV) in counts per channel."""
-    from scipy.optimize import curve_fit
-    ech = 0.5 * (rmf.e_min + rmf.e_max)
-
-    def g3(x, a1, m1, a2, m2, a3, m3, s, c0, c1):
-        return sum(a * np.exp(-0.5 * ((x - m) / s) ** 2) for a, m in ((a1, m1), (a2, m2), (a3, m3))) + c0 + c1 * x
-
-    def g1(x, a, m, s, c0, c1):
-        return a * np.exp(-0.5 * ((x - m) / s) ** 2) + c0 + c1 * x
-    w = (ech > 1.1) & (ech < 1.95)
-    top = y[w].max()
-    p, _ = curve_fit(g3, ech[w], y[w], p0=[top / 3, 1.254, top, 1.487, top / 2, 1.74, 0.05, 1, 0],
-                     sigma=np.sqrt(np.maximum(y[w], 1.0)), maxfev=50000)
-    w = (ech > 3.45) & (ech < 3.95)
-    q, _ = curve_fit(g1, ech[w], y[w], p0=[y[w].max(), 3.69, 0.06, 1, 0], sigma=np.sqrt(np.maximum(y[w], 1.0)),
-                     maxfev=20000)
-    return {"Al": p[3], "Si": p[5], "Ca": q[1]}
+    """Al, Si, Ca K alpha centroids (keV) of counts per channel (:func:`evaluate.line_centroids`)."""
+    from class_qgis_plugin.evaluate import line_centroids as measure
+    return measure(rmf.e_min, rmf.e_max, y)
 
 
 def isro_pair_table():
