@@ -1,240 +1,124 @@
-"""classxrf:dependencies - check the Python packages the plugin needs, install the missing ones.
+"""classxrf:dependencies - the plugin's own science environment: check it, or create and fill it.
 
-Missing packages are installed with pip into the QGIS profile's ``python/dependencies`` folder (the
-place the QPIP plugin uses), which :mod:`plugin` appends to ``sys.path`` when the plugin loads, so
-QGIS's own packages always come first and only what is missing is taken from there.
+The science runs in a worker process (``class_qgis_plugin/worker.py``) in a virtual environment of
+the plugin's own under the QGIS profile (:mod:`envsetup`), isolated from QGIS's Python: on Debian,
+packages installed beside the distribution's do not import (numpy 1.24, attrs 22.2 and sympy win)
+and ``pip install`` into the system Python is refused. This algorithm creates that environment and
+installs the pinned packages of ``resources/env/requirements.lock`` into it. It runs as a
+background task (no ``FlagNoThreading``): QGIS stays responsive, the progress bar moves, Cancel
+stops pip within a second.
 """
-import importlib
-import os
-import shutil
-import subprocess
-import sys
-
 from qgis.core import (
-    QgsApplication,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
 )
 
-from .base import ClassXrfAlgorithm
+from . import envsetup
+from .base import ClassXrfAlgorithm, SETTING_PYTHON, own_env_dir, science_python
 
-#: import name -> (pip name, what needs it)
-PACKAGES = {
-    "numpy": ("numpy<2", "every stage"),
-    "scipy": ("scipy", "fits, population"),
-    "astropy": ("astropy", "FITS/OGIP files"),
-    "xraylib": ("xraylib", "atomic data of the FP model"),
-    "shapely": ("shapely", "footprints"),
-    "pyogrio": ("pyogrio", "vector layers"),
-    "rasterio": ("rasterio", "rasters"),
-    "torch": ("torch", "super-resolution"),
-    "torch_geometric": ("torch-geometric", "super-resolution (GATv2)"),
-    "torch_optimizer": ("torch-optimizer", "super-resolution (Yogi)"),
-    "pykrige": ("pykrige", "kriging baseline"),
-}
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 ACTIONS = ["check", "install", "dry-run"]
-
-
-def dependencies_dir():
-    """The profile's ``python/dependencies`` folder (created on install, on sys.path from plugin load)."""
-    return os.path.join(QgsApplication.qgisSettingsDirPath(), "python", "dependencies")
-
-
-def add_dependencies_to_path():
-    """Append the dependencies folder to ``sys.path`` (QGIS's own packages keep priority)."""
-    path = dependencies_dir()
-    if path not in sys.path:
-        sys.path.append(path)
-    importlib.invalidate_caches()
-    return path
-
-
-def _version(module, name):
-    v = getattr(module, "__version__", None)
-    if v:
-        return str(v)
-    try:
-        from importlib.metadata import version
-        return version(name)
-    except Exception:  # no distribution metadata
-        return "?"
-
-
-def shapely_geos_problem():
-    """None when shapely works in this process, else what goes wrong.
-
-    On Linux the QGIS binaries (qgis, qgis_process) link the system GEOS; a shapely wheel from PyPI
-    bundles its own, newer GEOS, and its calls bind to the system library's symbols of the same names,
-    so geometry functions fail (e.g. "WKB output dimension must be 2 or 3"). A shapely built on the
-    system GEOS (``pip install --no-binary shapely shapely``, needs the GEOS headers) has no clash.
-    """
-    try:
-        import shapely
-
-        poly = shapely.Polygon([(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
-        back = shapely.from_wkb(shapely.to_wkb(poly))
-        coords = shapely.get_coordinates(back)
-        if coords.shape != (4, 2) or not back.equals(poly) or abs(back.area - 0.5) > 1e-12:
-            return "geometries do not survive a WKB round trip"
-    except ImportError:
-        return None  # reported as missing
-    except Exception as exc:  # GEOSException and friends
-        return (f"shapely {getattr(shapely, '__version__', '?')} (built on GEOS "
-                f"{'.'.join(map(str, getattr(shapely, 'geos_version', ())))}) fails in this process: "
-                f"{type(exc).__name__}: {exc}")
-    return None
-
-
-def check_packages(modules=None):
-    """{import name: version string, or None when it cannot be imported (with the reason)}.
-
-    Returns (found dict name -> version, missing dict name -> reason).
-    """
-    found, missing = {}, {}
-    for name in modules or PACKAGES:
-        try:
-            mod = importlib.import_module(name)
-        except Exception as exc:  # ImportError, or a broken install raising anything at import
-            missing[name] = f"{type(exc).__name__}: {exc}"
-            continue
-        found[name] = _version(mod, PACKAGES.get(name, (name,))[0].split("<")[0])
-        if name == "shapely":
-            problem = shapely_geos_problem()
-            if problem:
-                del found[name]
-                missing[name] = (problem + "; QGIS links another GEOS: install a shapely built on the system "
-                                 "GEOS into QGIS's Python (python3 -m pip install --no-binary shapely shapely, "
-                                 "with the GEOS development headers)")
-    return found, missing
-
-
-def python_executable():
-    """The Python interpreter QGIS embeds (``sys.executable`` is the qgis binary inside QGIS)."""
-    exe = sys.executable or ""
-    if os.path.basename(exe).lower().startswith("python"):
-        return exe
-    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    prefixes = dict.fromkeys([sys.exec_prefix, sys.base_exec_prefix, "/usr"])  # in order, no repeats
-    cands = [os.path.join(p, "bin", f"python{ver}") for p in prefixes]
-    cands += [os.path.join(p, "python3.exe") for p in prefixes] + [os.path.join(p, "python.exe") for p in prefixes]
-    for cand in cands:
-        if os.path.isfile(cand):
-            return cand
-    return shutil.which(f"python{ver}") or shutil.which("python3") or "python3"
-
-
-def pip_commands(missing, target, gpu=False, python=None):
-    """The pip command lines that install ``missing`` (import names) into ``target``.
-
-    torch comes from PyTorch's CPU wheel index unless ``gpu`` (then PyPI's default build, with CUDA
-    on Linux): a bare ``pip install torch`` on Linux pulls several GB of CUDA libraries.
-    """
-    py = python or python_executable()
-    base = [py, "-m", "pip", "install", "--disable-pip-version-check", "--target", str(target)]
-    cmds = []
-    missing = list(missing)
-    if "torch" in missing:
-        cmd = base + ["torch"]
-        if not gpu:
-            cmd += ["--index-url", TORCH_CPU_INDEX, "--extra-index-url", "https://pypi.org/simple"]
-        cmds.append(cmd)
-    rest = [PACKAGES.get(m, (m,))[0] for m in missing if m != "torch"]
-    if rest:
-        cmds.append(base + rest)
-    return cmds
 
 
 class DependenciesAlgorithm(ClassXrfAlgorithm):
     ALG_NAME = "dependencies"
-    DISPLAY = "Check / install Python dependencies"
+    DISPLAY = "Install the science environment"
     GROUP = "9 Set-up"
     GROUP_ID = "setup"
-    HELP = """<p>Checks that QGIS's Python can import the packages the plugin uses, and installs the missing
-ones. The provider and its algorithms load without them; an algorithm that needs a missing package says which
-one and points here.</p>
+    HELP = """<p>The plugin's science (co-add, solar fit, inversion, population, super-resolution) runs in a
+Python environment of its own, under the QGIS profile (<i>python/classxrf-env</i>), isolated from QGIS's Python:
+on Debian the distribution's own numpy, attrs and sympy would shadow what the plugin needs, and installing into
+the system Python is refused. Run this once with Action = install; it runs in the background (QGIS stays
+responsive; Cancel stops it) and the algorithms use the environment as soon as it is ready, without a restart.</p>
 <table>
-<tr><td>numpy, scipy, astropy, xraylib, shapely, pyogrio, rasterio</td><td>every stage (FITS files, FP model
-atomic data, footprints, rasters)</td></tr>
-<tr><td>torch, torch_geometric, torch_optimizer</td><td>super-resolution (GATv2 + CNN, Yogi)</td></tr>
-<tr><td>pykrige</td><td>the kriging baseline of super-resolution</td></tr>
+<tr><td><b>core</b> (always)</td><td>numpy, scipy, astropy, xraylib, shapely, pyogrio, rasterio, pyproj: every stage
+but super-resolution; about 550 MB, a few minutes</td></tr>
+<tr><td><b>fit plots</b></td><td>matplotlib: the fit plots of the solar fit and the inversion; about 75 MB</td></tr>
+<tr><td><b>super-resolution</b></td><td>torch (the CPU build unless a GPU is asked for), torch-geometric,
+torch-optimizer, pykrige; about 800 MB with the CPU build, several GB with CUDA</td></tr>
 </table>
+<p>Every version is pinned (resources/env/requirements.lock: the set the plugin is tested with).</p>
 <h3>Parameters</h3>
 <ul>
-<li><b>Action</b>: <i>check</i> (default: only reports, installs nothing), <i>dry-run</i> (also prints the pip
-commands it would run) or <i>install</i> (runs them).</li>
-<li><b>Install the GPU build of torch</b>: by default torch comes from PyTorch's CPU wheel index (about
-200 MB); tick it on a machine with an NVIDIA GPU to take PyPI's CUDA build (several GB).</li>
-<li><b>Target folder</b> (optional): where pip installs (<i>--target</i>); default the profile's
-<i>python/dependencies</i> folder, as the QPIP plugin does. The plugin appends this folder to Python's path when
-it loads, after QGIS's own packages, so nothing QGIS ships is shadowed; restart QGIS after installing.</li>
+<li><b>Action</b>: <i>check</i> (default: reports the environment and what imports in it, installs nothing),
+<i>dry-run</i> (also lists the commands) or <i>install</i> (runs them; parts already installed are kept).</li>
+<li><b>Fit plots</b>, <b>Super-resolution</b>: the optional parts.</li>
+<li><b>GPU build of torch</b>: PyPI's CUDA build instead of PyTorch's CPU build.</li>
+<li><b>Wheel folder</b> (optional): install offline from a folder of wheels (pip --no-index --find-links), e.g.
+one filled with <i>pip download -r requirements.lock</i> on a machine with internet.</li>
+<li><b>Python to create the environment from</b> (optional): default the Python QGIS runs.</li>
 </ul>
+<p>To use another interpreter for the science instead (a conda environment, a cluster's Python with the same
+packages), name it in Settings &gt; Options &gt; Processing &gt; Providers &gt; CLASS lunar XRF. The command line
+(python -m class_qgis_plugin.cli) and batch scripts run in whatever Python starts them.</p>
 <h3>Outputs</h3>
-<p>FOUND (package=version, comma-separated), MISSING (import names), TARGET (the folder) and COMMANDS (the pip
-command lines, for a dry run or an install).</p>"""
-
-    def flags(self):
-        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+<p>ENV_FOLDER, PYTHON (the environment's interpreter), PARTS (installed), FOUND (package=version), MISSING, COMMANDS,
+SECONDS and SIZE_MB of the install.</p>"""
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterEnum(
             "ACTION", "Action", options=ACTIONS, defaultValue="check", usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterBoolean("PLOTS", "Fit plots (matplotlib)", defaultValue=False))
         self.addParameter(QgsProcessingParameterBoolean(
-            "GPU", "Install the GPU (CUDA) build of torch", defaultValue=False))
+            "SUPERRES", "Super-resolution (torch, torch-geometric, torch-optimizer, pykrige)", defaultValue=False))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "GPU", "GPU (CUDA) build of torch", defaultValue=False))
         self.addParameter(QgsProcessingParameterFile(
-            "TARGET", "Target folder (default: the profile's python/dependencies)",
-            behavior=QgsProcessingParameterFile.Folder, optional=True))
-        self.addOutput(QgsProcessingOutputString("FOUND", "Packages found (name=version)"))
-        self.addOutput(QgsProcessingOutputString("MISSING", "Missing packages"))
-        self.addOutput(QgsProcessingOutputString("TARGET", "Target folder"))
-        self.addOutput(QgsProcessingOutputString("COMMANDS", "pip commands"))
+            "WHEELS", "Wheel folder for an offline install", behavior=QgsProcessingParameterFile.Folder,
+            optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            "PYTHON", "Python to create the environment from (default: QGIS's)", optional=True))
+        for name, text in (("ENV_FOLDER", "Environment folder"), ("PYTHON_OUT", "Environment's Python"),
+                           ("PARTS", "Installed parts"), ("FOUND", "Packages found (name=version)"),
+                           ("MISSING", "Missing packages"), ("COMMANDS", "Commands")):
+            self.addOutput(QgsProcessingOutputString(name, text))
+        self.addOutput(QgsProcessingOutputNumber("SECONDS", "Install time (s)"))
+        self.addOutput(QgsProcessingOutputNumber("SIZE_MB", "Environment size (MB)"))
 
     def execute(self, parameters, context, feedback, progress):
         action = self.parameterAsEnumString(parameters, "ACTION", context)
-        target = self.parameterAsFile(parameters, "TARGET", context) or dependencies_dir()
-        found, missing = check_packages()
+        parts = ["core"] + [p for p, key in (("plots", "PLOTS"), ("superres", "SUPERRES"))
+                            if self.parameterAsBool(parameters, key, context)]
+        env_dir = own_env_dir()
+        wheels = self.parameterAsFile(parameters, "WHEELS", context) or None
+        python = self.parameterAsFile(parameters, "PYTHON", context) or None
+        try:
+            steps = envsetup.plan(env_dir, parts, python=python,
+                                  gpu=self.parameterAsBool(parameters, "GPU", context), wheels=wheels)
+        except envsetup.EnvError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        py, kind = science_python()
+        if kind == "named":
+            feedback.pushInfo(f"The science runs in {py}, named in the Processing options ({SETTING_PYTHON}); "
+                              f"the plugin's own environment is not used while that option is set.")
+        commands = [" ".join(str(c) for c in s.cmd) if s.kind != "verify" else "(import check)" for s in steps]
+        out = {"ENV_FOLDER": str(env_dir), "PYTHON_OUT": str(envsetup.env_python(env_dir)), "COMMANDS": "\n".join(commands),
+               "SECONDS": 0.0, "SIZE_MB": 0.0}
+        if action == "install":
+            def log(line):
+                feedback.pushConsoleInfo(line)
+            try:
+                rec = envsetup.run_plan(steps, env_dir, log=log, cancelled=feedback.isCanceled,
+                                        progress=progress.set, wheels=wheels, python=python)
+            except envsetup.EnvError as exc:
+                raise QgsProcessingException(f"Science environment not ready: {exc}") from None
+            feedback.pushInfo(f"Science environment ready in {env_dir}: parts {', '.join(rec['parts'])}, "
+                              f"{rec['size_mb']:.0f} MB; installed in {rec['seconds']:.0f} s. The algorithms use it now.")
+            out.update(SECONDS=float(rec["seconds"]), SIZE_MB=float(rec["size_mb"]))
+        elif action == "dry-run":
+            for c in commands:
+                feedback.pushInfo("would run: " + c)
+        have = sorted(envsetup.installed_parts(env_dir))
+        found, missing = envsetup.check(env_dir, have or ["core"])
         for name, ver in found.items():
-            feedback.pushInfo(f"  ok       {name} {ver}  ({PACKAGES[name][1]})")
+            feedback.pushInfo(f"  ok       {name} {ver}")
         for name, why in missing.items():
-            feedback.reportError(f"  missing  {name}  ({PACKAGES[name][1]}): {why}", fatalError=False)
-        cmds = pip_commands(missing, target, gpu=self.parameterAsBool(parameters, "GPU", context))
-        text = [" ".join(c) for c in cmds]
-        if not missing:
-            feedback.pushInfo("All dependencies are importable; nothing to install.")
-        elif action == "check":
-            feedback.pushInfo(f"Missing: {', '.join(missing)}. Run again with Action = install to install them "
-                              f"into {target}.")
-        else:
-            for t in text:
-                feedback.pushInfo(("would run: " if action == "dry-run" else "running: ") + t)
-        if action == "install" and cmds:
-            os.makedirs(target, exist_ok=True)
-            for k, cmd in enumerate(cmds):
-                progress.set(k / len(cmds), f"pip install ({k + 1}/{len(cmds)})")
-                self._run(cmd, feedback)
-            add_dependencies_to_path()
-            found2, still = check_packages(list(missing))
-            if still:
-                raise QgsProcessingException(f"still missing after pip: {', '.join(still)} - see the log above")
-            feedback.pushInfo("Installed. Restart QGIS so every algorithm sees the new packages.")
-            found.update(found2)
-            missing = {}
-        return {"FOUND": ",".join(f"{k}={v}" for k, v in found.items()), "MISSING": ",".join(missing),
-                "TARGET": target, "COMMANDS": "\n".join(text)}
-
-    @staticmethod
-    def _run(cmd, feedback):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            feedback.pushConsoleInfo(line.rstrip())
-            if feedback.isCanceled():
-                proc.terminate()
-                proc.wait()
-                raise QgsProcessingException("pip cancelled by the user; the target folder may hold a partial "
-                                             "install: run the installer again")
-        if proc.wait() != 0:
-            raise QgsProcessingException(f"pip failed (exit {proc.returncode}): {' '.join(cmd)}")
+            feedback.pushInfo(f"  missing  {name}: {why}")
+        if not have and action != "install":
+            feedback.pushInfo(f"No science environment yet at {env_dir}: run this algorithm with Action = install.")
+        out.update(PARTS=",".join(have), FOUND=",".join(f"{k}={v}" for k, v in found.items()),
+                   MISSING=",".join(missing))
+        return out
