@@ -4,15 +4,19 @@ Two kinds of input are accepted:
 
 * an **equirectangular image** (PNG, JPG, or any raster without georeferencing) whose pixels cover
   the whole Moon, longitude -180..180 (or 0..360, ``west=0``) and latitude 90..-90, twice as wide as
-  it is tall (e.g. ``lroc_color_poles_1k.jpg``, 1024 x 512). It is georeferenced in
-  ``IAU_2015:30100`` (Moon 2015 sphere, planetocentric; the CRS QGIS, GDAL and rasterio all know):
+  it is tall (e.g. ``lroc_color_poles_1k.jpg``, 1024 x 512). It is georeferenced in the plugin's
+  lunar CRS ``ESRI:104903`` (GCS_Moon_2000: longitude/latitude on the 1,737,400 m sphere; see
+  :data:`choices.LUNAR_CRS`):
   pixel (row r, col c) spans lon ``-180 + c * 360 / w`` .. ``+ 360 / w``, lat
   ``90 - r * 180 / h`` .. ``- 180 / h`` (the plate carree convention: edges, not centres, at the
   poles and the antimeridian). A 0..360 image is rolled by half its width so the output always
   spans -180..180, like every other layer of the plugin.
 * a **GeoTIFF** already georeferenced: it is validated (readable, georeferenced, a lunar CRS, a
   geographic extent inside -180..360, -90..90) and kept, or copied to the output, with overviews
-  added when it has none. A GeoTIFF without a CRS but with a degree extent gets ``IAU_2015:30100``.
+  added when it has none. A GeoTIFF without a CRS but with a degree extent, or in another geographic
+  lunar CRS (e.g. ``IAU_2015:30100``, or a bare ``+proj=longlat +R=1737400`` that QGIS reads as a
+  custom CRS it cannot transform), is labelled ``ESRI:104903``: the same longitudes and latitudes,
+  in the CRS of every other layer of the plugin, so QGIS never transforms between them.
   An Earth CRS is refused: the Moon -> Earth transforms are not defined and would silently put the
   basemap in the wrong place.
 
@@ -159,7 +163,8 @@ def _from_geotiff(source, output, info, p):
         raise ClassXRFError(source, f"extent {west:.4g}, {south:.4g}, {east:.4g}, {north:.4g} is not in "
                                     "degrees of longitude/latitude", key="extent")
     same = output.exists() and os.path.samefile(source, output)
-    needs_crs = crs is None
+    # a geographic lunar CRS that is not the plugin's (checked above) is relabelled: same degrees
+    needs_crs = crs is None or crs.to_string() != LUNAR_RASTER_CRS
     needs_ovr = not info["overviews"]
     factors = overview_factors(info["width"], info["height"])
     if same and not needs_crs and not (needs_ovr and factors):

@@ -7,3 +7,25 @@ GAIN_FIT_MODES = ("none", "spectrum", "shared")
 
 #: statistics the inversion can minimise: the Poisson likelihood (C-stat) or XSPEC's chi
 STATISTICS = ("cstat", "chi")
+
+#: elements in the order the layer styles prefer them when several are constrained equally often
+#: (the best-measured lines first); the invert task's ``best_element`` and the glue's styles use it
+STYLE_PREFERENCE = ("Al", "Mg", "Si", "Ca", "Fe", "Ti", "Na", "O")
+
+#: The one CRS of every layer the plugin writes (GeoTIFF, GeoPackage, Shapefile, GeoJSON) and of the
+#: project it sets up: ESRI:104903 "GCS_Moon_2000", geographic longitude/latitude (east positive) on
+#: the 1,737,400 m lunar sphere. Measured with QGIS 3.22.16 / GDAL 3.6.2 / PROJ 9.1.1 reading files
+#: written by rasterio and pyogrio: it reads back in every one of those formats as ESRI:104903,
+#: while IAU_2015:30100 (the same sphere) reads back only from GeoTIFF: from a GeoPackage or GeoJSON
+#: as an invalid CRS (its WKT1 carries AUTHORITY["IAU","30100"], which PROJ cannot find) and from a
+#: Shapefile as an unidentified, non-geographic custom CRS. With one CRS everywhere QGIS never has
+#: to transform between the plugin's layers and the project.
+LUNAR_CRS = "ESRI:104903"
+
+#: The ellipsoid of a project in :data:`LUNAR_CRS`, for QGIS's distances and areas (measure tool,
+#: scale bar, $area): the explicit 1,737,400 m sphere. Measured in QGIS 3.22: a new project that
+#: takes the CRS of its first lunar layer also takes that CRS's ellipsoid (ESRI:107903 for
+#: ESRI:104903), with which every distance is NaN and QgsDistanceArea's transform to the ellipsoid's
+#: CRS fails ("No transform available between ESRI:104903 and Custom CRS"); the IAU_2015:30100
+#: ellipsoid gives NaN too. "PARAMETER:1737400:1737400" measures 1 degree as 30,323 m.
+LUNAR_ELLIPSOID = "PARAMETER:1737400:1737400"

@@ -2,7 +2,7 @@
 
 Every other stage runs on its output without a download:
 
-* an albedo raster of one GIB region (342 x 682 pixels of about 2 km, ``IAU_2015:30100``) with
+* an albedo raster of one GIB region (342 x 682 pixels of about 2 km, ``ESRI:104903``) with
   dark mare and bright highland units (a smooth random field thresholded softly, plus crater-like
   texture);
 * the truth abundance raster (8 bands, wt% of O, Na, Mg, Al, Si, Ca, Ti, Fe): each pixel a mix of

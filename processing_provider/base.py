@@ -24,21 +24,69 @@ from qgis.core import (
 
 from ..class_qgis_plugin.errors import Cancelled, ClassXRFError
 from ..class_qgis_plugin.progress import Progress
+from . import envsetup
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON_PATH = os.path.join(PLUGIN_DIR, "resources", "icon.svg")
 STYLE_DIR = os.path.join(PLUGIN_DIR, "resources", "styles")
 
-PIP_NAMES = {"torch": "torch", "torch_geometric": "torch-geometric", "torch_optimizer": "torch-optimizer",
-             "xraylib": "xraylib", "astropy": "astropy", "rasterio": "rasterio", "shapely": "shapely",
-             "pyogrio": "pyogrio", "scipy": "scipy", "numpy": "numpy", "pykrige": "pykrige"}
+#: the Processing option (Settings > Options > Processing > Providers > CLASS lunar XRF) naming an
+#: interpreter for the science (a conda environment, a cluster's Python); empty: the plugin's own
+SETTING_PYTHON = "CLASSXRF_PYTHON"
+INSTALLER = ("Set-up > Install the science environment (classxrf:dependencies, Action = install; also in the "
+             "Plugins > CLASS lunar XRF menu)")
+#: import name -> the part of the science environment that holds it (envsetup.PARTS); others: core
+_PART_OF = {m: part for part, (_, imports, _) in envsetup.PARTS.items() for m in imports}
+
+
+def own_env_dir():
+    """The plugin's own science environment: ``<QGIS profile>/python/classxrf-env``."""
+    from qgis.core import QgsApplication
+    return envsetup.default_env_dir(QgsApplication.qgisSettingsDirPath())
+
+
+def _option(name):
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+        value = ProcessingConfig.getSetting(name)
+    except Exception:  # Processing not initialised (a bare PyQGIS script)
+        return None
+    return str(value).strip() if value else None
+
+
+def science_python():
+    """``(interpreter, kind)`` the worker runs in: the interpreter named in the Processing options
+    (``"named"``), else the plugin's own environment once installed (``"own"``), else the Python that
+    runs QGIS or the script (``"current"``: the command line and batch scripts started from a Python
+    that has the packages keep working as they are)."""
+    named = _option(SETTING_PYTHON)
+    if named:
+        if not os.path.isfile(named):
+            raise QgsProcessingException(f"The Python interpreter named in the Processing options (CLASS lunar "
+                                         f"XRF) does not exist: {named}")
+        return named, "named"
+    env = own_env_dir()
+    if envsetup.read_marker(env):
+        return str(envsetup.env_python(env)), "own"
+    return python_executable(), "current"
 
 
 def require(*modules):
-    """Raise a QgsProcessingException naming every missing package and how to install it.
-
-    Packages are looked up without importing them: importing shapely or pyogrio wheels into the
-    QGIS process is what the worker process avoids (see :func:`run_core`)."""
+    """Raise a QgsProcessingException when the science cannot run: the environment lacks the part
+    that holds ``modules`` (core, plots, superres), or, with no environment, the running Python
+    lacks them. The message says what to run (the installer), never a pip command: Debian refuses
+    ``pip install`` into its Python (PEP 668), and packages put beside Debian's do not import."""
+    py, kind = science_python()
+    if kind == "named":
+        return  # the user's interpreter: the worker itself names what it lacks
+    parts = sorted({_PART_OF.get(m, "core") for m in modules}, key=list(envsetup.PARTS).index)
+    if kind == "own":
+        lack = [p for p in parts if p not in envsetup.installed_parts(own_env_dir())]
+        if lack:
+            what = "; ".join(f"'{p}' ({', '.join(envsetup.PARTS[p][0])}: {envsetup.PARTS[p][2]})" for p in lack)
+            raise QgsProcessingException(f"This algorithm needs the part(s) {what} of the science environment, "
+                                         f"which are not installed yet: run {INSTALLER} with them ticked.")
+        return
     missing = []
     for m in modules:
         try:
@@ -48,11 +96,10 @@ def require(*modules):
         if not found:
             missing.append(m)
     if missing:
-        pips = " ".join(PIP_NAMES.get(m, m) for m in missing)
         raise QgsProcessingException(
-            f"This algorithm needs the Python package(s) {', '.join(missing)}, which QGIS's Python cannot "
-            f"import. Install them into QGIS's Python, e.g. `python3 -m pip install {pips}` "
-            f"(for torch, prefer the CPU build unless you have a GPU); or run the classxrf dependency check.")
+            f"This algorithm needs the Python package(s) {', '.join(missing)}, and the plugin has no science "
+            f"environment yet: run {INSTALLER} once. It makes a Python environment of the plugin's own (about "
+            f"550 MB, a few minutes) and leaves QGIS's Python untouched.")
 
 
 def python_executable():
@@ -75,16 +122,21 @@ def run_core(task, kwargs, feedback):
 
     The worker (see ``class_qgis_plugin/worker.py``) keeps shapely, pyogrio, rasterio and torch
     out of the QGIS process, whose own GEOS/GDAL would otherwise clash with the ones those wheels
-    bundle. Progress lines drive the feedback's progress bar; the cancel button terminates the
+    bundle. It runs in :func:`science_python` (the plugin's own environment once installed). Progress lines drive the feedback's progress bar; the cancel button terminates the
     worker (outputs are written atomically, so nothing is left half-written); an error of the core
     becomes a QgsProcessingException with the core's message (file and key).
     """
-    env = dict(os.environ)
-    paths = [PLUGIN_DIR] + [p for p in sys.path if p and os.path.isdir(p)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    py, kind = science_python()
+    if kind == "current":
+        env = dict(os.environ)
+        paths = [PLUGIN_DIR] + [p for p in sys.path if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    else:  # an environment of its own: none of QGIS's Python paths or data folders
+        env = envsetup.clean_environment()
+        env["PYTHONPATH"] = PLUGIN_DIR
     request = json.dumps({"task": task, "kwargs": kwargs})
     with tempfile.TemporaryFile(mode="w+") as err:
-        proc = subprocess.Popen([python_executable(), "-m", "class_qgis_plugin.worker"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([py, "-m", "class_qgis_plugin.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, env=env, text=True, cwd=PLUGIN_DIR)
         lines = queue.Queue()
 
@@ -99,9 +151,12 @@ def run_core(task, kwargs, feedback):
         result, error, last = None, None, None
         while True:
             if feedback is not None and feedback.isCanceled():
+                # SIGTERM: the worker stops at once (a cancel is not an ordinary exception there) and
+                # its outputs are staged, so nothing of this run is left; a worker stuck in C code is
+                # killed after 5 s, and the next run cleans what it staged
                 proc.terminate()
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                 raise QgsProcessingException(f"{task} cancelled by the user; no output was written")
@@ -159,35 +214,66 @@ class FeedbackProgress(Progress):
 
 
 class GraduatedStyle(QgsProcessingLayerPostProcessorInterface):
-    """Styles a vector output graduated on one field (Jenks classes, a colour ramp) when it loads.
+    """Styles a vector output on one field when it loads (see :func:`styles.apply_graduated`: fixed
+    lunar classes for an element, else Jenks classes on a colour ramp; one labelled class for a
+    field that does not vary).
+
+    ``field`` is a field name or a sequence of candidates; ``pick`` says which candidate is used:
+    ``first_varying`` (the first with at least 2 distinct values) or ``most_values`` (the one with
+    the most finite values, e.g. the element constrained most often).
 
     Instances live in the module-level ``_STYLERS`` list: the algorithm object that runs is a clone
     destroyed before layers load, so the post-processor must be referenced elsewhere.
     """
 
-    def __init__(self, field, ramp="Spectral", classes=5, invert=False):
+    def __init__(self, field, ramp="Spectral", classes=5, invert=False, pick="first_varying"):
         super().__init__()
-        self.field, self.ramp, self.classes, self.invert = field, ramp, classes, invert
+        self.field, self.ramp, self.classes, self.invert, self.pick = field, ramp, classes, invert, pick
+        self.used = None  # the field it styled by, once the layer has loaded
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        from .styles import apply_graduated
+        from .lunar_project import lunar_ellipsoid
+        from .styles import apply_graduated, pick_field
 
         if layer is not None and layer.isValid():
-            apply_graduated(layer, self.field, ramp=self.ramp, classes=self.classes, invert=self.invert)
+            self.used = pick_field(layer, self.field, self.pick)
+            if self.used is not None:
+                apply_graduated(layer, self.used, ramp=self.ramp, classes=self.classes, invert=self.invert)
+            lunar_ellipsoid(context.project() if context is not None else None)
 
 
 class RasterStyle(QgsProcessingLayerPostProcessorInterface):
-    """Styles a raster output with a pseudocolour ramp on one band when it loads."""
+    """Styles a raster output with a pseudocolour ramp on one band when it loads.
 
-    def __init__(self, band=1, ramp="Viridis"):
+    ``band``: the band number, or ``"most_values"``: the element band (O..Fe, by band description)
+    with the most valid cells, e.g. not Fe where Fe was never constrained (the layer's name then
+    says which element it shows). ``bottom_rank``: also move the layer to the bottom of the layer
+    tree (:func:`styles.place_at_bottom`), for outputs that are references, not the map."""
+
+    def __init__(self, band=1, ramp="Viridis", bottom_rank=None):
         super().__init__()
-        self.band, self.ramp = band, ramp
+        self.band, self.ramp, self.bottom_rank = band, ramp, bottom_rank
+        self.used = None
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        from .styles import apply_raster_ramp
+        from .lunar_project import lunar_ellipsoid
+        from .styles import apply_raster_ramp, band_with_most_values, element_bands, element_order, place_at_bottom
 
-        if layer is not None and layer.isValid():
-            apply_raster_ramp(layer, self.band, ramp=self.ramp)
+        if layer is None or not layer.isValid():
+            return
+        band = self.band
+        if band == "most_values":
+            bands = element_bands(layer)
+            band = band_with_most_values(layer, [bands[e] for e in element_order() if e in bands]) or 1
+            element = next((e for e, b in bands.items() if b == band), None)
+            if element and f"{element} (wt%)" not in layer.name():
+                layer.setName(f"{layer.name()} - {element} (wt%)")
+        self.used = band
+        apply_raster_ramp(layer, band, ramp=self.ramp)
+        project = context.project() if context is not None else None
+        if self.bottom_rank is not None and project is not None:
+            place_at_bottom(project, layer, self.bottom_rank)
+        lunar_ellipsoid(project)
 
 
 _STYLERS = []
@@ -210,12 +296,15 @@ class ClassXrfAlgorithm(QgsProcessingAlgorithm):
     GROUP = ""
     GROUP_ID = ""
     HELP = ""
+    #: position in the Toolbox, e.g. "3.1" (group 3, first in it): QGIS sorts groups and algorithm
+    #: names alphabetically, so the display name starts with it to read in pipeline order
+    STEP = ""
 
     def name(self):
         return self.ALG_NAME
 
     def displayName(self):  # noqa: N802
-        return self.DISPLAY
+        return f"{self.STEP} {self.DISPLAY}" if self.STEP else self.DISPLAY
 
     def group(self):
         return self.GROUP
@@ -224,7 +313,16 @@ class ClassXrfAlgorithm(QgsProcessingAlgorithm):
         return self.GROUP_ID
 
     def shortHelpString(self):  # noqa: N802
-        return self.HELP
+        # HTML on one line for the dialog, plain text in qgis_process (see helptext)
+        from .helptext import for_application
+
+        return for_application(self.HELP)
+
+    def helpUrl(self):  # noqa: N802
+        # the dialog's Help button: resources/help/<name>.html (scripts/make_help.py writes it)
+        from .helptext import help_url
+
+        return help_url(self.ALG_NAME)
 
     def icon(self):
         from qgis.PyQt.QtGui import QIcon
@@ -240,7 +338,7 @@ class ClassXrfAlgorithm(QgsProcessingAlgorithm):
         except ClassXRFError as exc:
             raise QgsProcessingException(str(exc)) from exc
         except Cancelled as exc:
-            raise QgsProcessingException(f"{self.displayName()} cancelled by the user; "
+            raise QgsProcessingException(f"{self.DISPLAY or self.displayName()} cancelled by the user; "
                                          "no output was written") from exc
 
     def execute(self, parameters, context, feedback, progress):

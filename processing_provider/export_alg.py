@@ -29,12 +29,12 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor, QFont
 
+from ..class_qgis_plugin.choices import LUNAR_CRS, LUNAR_ELLIPSOID
 from .base import ClassXrfAlgorithm
 
 ELEMENTS = ["O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"]
-#: QgsDistanceArea returns NaN for the IAU_2015:30100 ellipsoid on QGIS 3.22; the explicit sphere works.
-MOON_ELLIPSOID = "PARAMETER:1737400:1737400"
-LUNAR_CRS = "IAU_2015:30100"
+#: the explicit 1,737,400 m sphere (QgsDistanceArea returns NaN for the lunar CRSs' own ellipsoids on QGIS 3.22)
+MOON_ELLIPSOID = LUNAR_ELLIPSOID
 
 
 def _clone_vector(layer, name):
@@ -152,8 +152,9 @@ def render_element_map(layer, element, out_png, basemap=None, width_mm=240.0, dp
 class ExportMapAlgorithm(ClassXrfAlgorithm):
     ALG_NAME = "exportmap"
     DISPLAY = "Export a PNG map of an element"
-    GROUP = "3 Maps"
-    GROUP_ID = "maps"
+    GROUP = "5 Basemap and export"
+    GROUP_ID = "display"
+    STEP = "5.2"
     HELP = """<p>Renders a <b>PNG map</b> of one element's abundance over the lunar basemap - the figure the
 paper's authors made by hand - with a title, a legend in wt% and a scale bar in km. It runs headless (QGIS's
 layout engine: QgsLayout + QgsLayoutExporter), so it works in batch, in a model and from qgis_process.</p>
@@ -162,7 +163,8 @@ layout engine: QgsLayout + QgsLayoutExporter), so it works in batch, in a model 
 element (five classes inside the range of lunar regolith, Lunar Sourcebook Table 7.15 and Prettyman et al.
 2006; first and last classes open), coloured blue (low) to red (high) - the same classes as the
 resources/styles/&lt;element&gt;.qml files, so maps of different regions compare directly.</li>
-<li>The map is drawn in IAU_2015:30100; distances on the scale bar are measured on the 1737.4 km sphere.</li>
+<li>The map is drawn in ESRI:104903, the CRS of every layer of the plugin; distances on the scale bar are measured
+on the 1737.4 km sphere.</li>
 </ul>
 <h3>Parameters</h3>
 <p><b>Abundance layer</b>: the output of FP inversion or of track population (a column per element, wt%).

@@ -23,8 +23,9 @@ STYLE_CHOICES = ["auto"] + ELEMENTS
 class InvertAlgorithm(ClassXrfAlgorithm):
     ALG_NAME = "invert"
     DISPLAY = "FP inversion (abundances)"
-    GROUP = "2 Spectral analysis"
+    GROUP = "3 Spectral analysis"
     GROUP_ID = "analysis"
+    STEP = "3.2"
     HELP = """<p>Inverts every co-added CLASS spectrum of the observation layer into weight percentages of
 O, Na, Mg, Al, Si, Ca, Ti and Fe with 1-sigma errors: the job of ISRO's X2ABUNDANCE, without XSPEC.</p>
 <h3>Response, read as XSPEC reads it</h3>

@@ -19,12 +19,13 @@ FLARE_CLASSES = ["A", "B", "C", "M", "X"]
 class SimulateAlgorithm(ClassXrfAlgorithm):
     ALG_NAME = "simulate"
     DISPLAY = "Simulate a CLASS data set (known truth)"
-    GROUP = "0 Data"
+    GROUP = "1 Data"
     GROUP_ID = "data"
+    STEP = "1.1"
     HELP = """<p>Makes a synthetic but physically modelled CLASS data set with known truth, so that every
 other stage of the chain runs with no download. It is the plugin's embedded default.</p>
 <ul>
-<li>An <b>albedo</b> GeoTIFF of one GIB region (342 x 682 pixels of about 2 km, IAU_2015:30100) with dark
+<li>An <b>albedo</b> GeoTIFF of one GIB region (342 x 682 pixels of about 2 km, ESRI:104903) with dark
 mare and bright highland units, and the <b>truth abundance</b> GeoTIFF (8 bands, wt% of O, Na, Mg, Al, Si,
 Ca, Ti, Fe): mixtures of the mean mare and highland soils (Lunar Sourcebook Table 7.15; Prettyman et al.
 2006) with correlated variations; oxygen by oxide stoichiometry; bands sum to 100.</li>
@@ -42,8 +43,9 @@ a CLASS-like RMF/ARF (or the real ones when given) and a long night-side backgro
 partition, <b>number of tracks</b>, <b>flare class</b>, optional real <b>RMF/ARF</b>.</p>
 <h3>Outputs</h3>
 <p>The output folder (class_l1/ with the frames, xsm/ with one XSM spectrum per track and its ARF, response/,
-background.pha, solar/ with the true I0 tables, frames.csv with the truth of every frame), the albedo and truth rasters (loaded with a colour ramp), and the paths the next stages
-need (frames folder, RMF, ARF, background, solar table).</p>"""
+background.pha, solar/ with the true I0 tables, frames.csv with the truth of every frame), the albedo and truth
+rasters (loaded with a colour ramp at the bottom of the layer tree, above the basemap: references, never over the
+maps), and the paths the next stages need (frames folder, RMF, ARF, background, solar table).</p>"""
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterNumber(
@@ -86,8 +88,9 @@ need (frames folder, RMF, ARF, background, solar table).</p>"""
         albedo, truth = res["albedo"], res["truth"]
         for path, name in ((albedo, "Simulated albedo"), (truth, "Simulated truth (wt%)")):
             context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(name, context.project(), name))
-        style_on_load(context, albedo, RasterStyle(1, ramp="Greys"))
-        style_on_load(context, truth, RasterStyle(3, ramp="Viridis"))
+        # references, not the map: at the bottom of the layer tree (above the basemap, truth above albedo)
+        style_on_load(context, albedo, RasterStyle(1, ramp="Greys", bottom_rank="albedo"))
+        style_on_load(context, truth, RasterStyle(3, ramp="Viridis", bottom_rank="truth"))
         return {"OUTPUT_FOLDER": folder, "ALBEDO": albedo, "TRUTH": truth, "FRAMES": res["frames"], "XSM": res["xsm"],
                 "RMF_OUT": res["rmf"], "ARF_OUT": res["arf"], "BACKGROUND": res["background"],
                 "SOLAR": res["solar"], "N_FRAMES": res["n_frames"]}

@@ -15,8 +15,9 @@ from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on
 class SolarFitAlgorithm(ClassXrfAlgorithm):
     ALG_NAME = "solarfit"
     DISPLAY = "Solar fit (XSM)"
-    GROUP = "2 Spectral analysis"
+    GROUP = "3 Spectral analysis"
     GROUP_ID = "analysis"
+    STEP = "3.1"
     HELP = """<p>Fits the solar X-ray spectrum that lit each observation from Chandrayaan-2 XSM data, without
 HEASoft: the incident spectrum I0(E) the FP inversion needs.</p>
 <ul>
@@ -38,7 +39,9 @@ matrix.</li>
 <p>A folder with, per observation, the I0(E) table (photons cm^-2 s^-1 keV^-1 on a 0.01 keV grid from 0.1 keV, the
 format of ISRO's modelop files), a JSON of the fitted parameters, errors and statistic, and a fit plot on request;
 the observation layer with the columns solar_file, sol_T_MK, sol_EM, flare_cls, goes_flux and sol_stat (C-stat per
-degree of freedom) added, loaded graduated by the GOES flux.</p>"""
+degree of freedom) added, loaded graduated by the GOES flux (legend in GOES classes, e.g. C1.88); where every
+observation had the same flux, by the temperature, then the emission measure; a field that does not vary at all
+gets one class labelled with its value.</p>"""
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterVectorLayer(
@@ -79,5 +82,7 @@ degree of freedom) added, loaded graduated by the GOES flux.</p>"""
         if res["n_missing"]:
             feedback.reportError(f"{res['n_missing']} observation(s) have no XSM data in their time window",
                                  fatalError=False)
-        style_on_load(context, out, GraduatedStyle("goes_flux", ramp="Reds"))
+        # the GOES flux, or where every observation had the same flux the temperature, then the
+        # emission measure (a field that does not vary gets one labelled class)
+        style_on_load(context, out, GraduatedStyle(("goes_flux", "sol_T_MK", "sol_EM"), ramp="Reds"))
         return {"OUTPUT": out, "OUTPUT_FOLDER": folder}

@@ -14,20 +14,26 @@ The ``resources/styles/<element>.qml`` files are written from these functions by
 """
 import os
 
+import math
+
 from qgis.core import (
+    NULL,
     QgsClassificationJenks,
     QgsColorRampShader,
     QgsFeature,
+    QgsFeatureRequest,
     QgsFillSymbol,
     QgsGeometry,
     QgsGradientColorRamp,
     QgsGradientStop,
     QgsGraduatedSymbolRenderer,
     QgsHeatmapRenderer,
+    QgsLayerTree,
     QgsMarkerSymbol,
     QgsRasterBandStats,
     QgsRasterShader,
     QgsRendererRange,
+    QgsRuleBasedRenderer,
     QgsSingleBandPseudoColorRenderer,
     QgsStyle,
     QgsSymbol,
@@ -37,6 +43,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..class_qgis_plugin.choices import STYLE_PREFERENCE
 from ..class_qgis_plugin.composition import ELEMENTS, LUNAR_RANGE
 
 #: Class breaks (wt%) per element: LUNAR_RANGE's ends with four inner breaks. Mean soils
@@ -125,20 +132,142 @@ def _ramp(name, invert=False):
     return ramp
 
 
+def finite_values(layer, field):
+    """The finite numbers of ``field`` over the layer's features (NULL, text and NaN left out)."""
+    idx = layer.fields().indexOf(field)
+    if idx < 0:
+        return []
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes([idx])
+    values = []
+    for f in layer.getFeatures(request):
+        v = f.attribute(idx)
+        if v is None or v == NULL or isinstance(v, str):
+            continue
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(x):
+            values.append(x)
+    return values
+
+
+def pick_field(layer, fields, how="first_varying"):
+    """The field of ``fields`` to style ``layer`` by, among those it has (None if it has none).
+
+    ``first_varying``: the first with at least 2 distinct finite values, else the first present;
+    ``most_values``: the one with the most finite values (ties: the order of ``fields``), e.g. the
+    element constrained most often, as an unconstrained element is NULL."""
+    present = [f for f in ([fields] if isinstance(fields, str) else list(fields)) if layer.fields().indexOf(f) >= 0]
+    if not present:
+        return None
+    if how == "most_values":
+        counts = {f: len(finite_values(layer, f)) for f in present}
+        return max(present, key=lambda f: (counts[f], -present.index(f)))
+    for f in present:
+        if len(set(finite_values(layer, f))) >= 2:
+            return f
+    return present[0]
+
+
+def element_order(preferred=None):
+    """Elements in the order the styles prefer them on a tie (:data:`STYLE_PREFERENCE`), ``preferred`` first."""
+    order = list(STYLE_PREFERENCE) + [e for e in ELEMENTS if e not in STYLE_PREFERENCE]
+    if preferred in order:
+        order.remove(preferred)
+        order.insert(0, preferred)
+    return order
+
+
+#: legend units of the fields the plugin styles on a colour ramp
+FIELD_UNITS = {"sol_T_MK": " MK", "sol_EM": " cm^-3", "counts": " counts", "exposure": " s"}
+GOES_CLASSES = (("X", 1e-4), ("M", 1e-5), ("C", 1e-6), ("B", 1e-7), ("A", 1e-8))
+
+
+def format_value(field, value, digits):
+    """``value`` of ``field`` for a legend with ``digits`` significant digits: a GOES class for
+    ``goes_flux`` (W m^-2 in 1-8 A, e.g. C1.88), else the number and its unit."""
+    if field == "goes_flux" and value > 0:
+        letter, base = next(((k, b) for k, b in GOES_CLASSES if value >= b), GOES_CLASSES[-1])
+        return f"{letter}{value / base:.{digits}g}"
+    return f"{value:.{digits}g}{FIELD_UNITS.get(field, '')}"
+
+
+def _labels(field, pairs):
+    """Legend labels of ``pairs`` ((low, high), or (value, None) for one value): the fewest
+    significant digits (3 to 10) that keep different numbers and different classes apart."""
+    for digits in range(3, 11):
+        labels = []
+        ok = True
+        for lo, hi in pairs:
+            if hi is None:
+                labels.append(format_value(field, lo, digits))
+                continue
+            a, b = format_value(field, lo, digits), format_value(field, hi, digits)
+            ok &= (a != b) or lo == hi
+            labels.append(a if lo == hi else f"{a} - {b}")
+        if ok and len(set(labels)) == len(labels):
+            return labels
+    return labels
+
+
+def apply_single_class(layer, field, label):
+    """One symbol for every feature, with ``label`` in the legend: the style of a field that does
+    not vary (Jenks classes of a constant field collapse into identical, empty classes)."""
+    symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+    symbol.setOpacity(0.8)
+    root = QgsRuleBasedRenderer.Rule(None)
+    root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, "", label))
+    renderer = QgsRuleBasedRenderer(root)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return renderer
+
+
+def single_class_label(field, values):
+    """The legend label of a field with fewer than 2 distinct finite values."""
+    if not values:
+        what = "not constrained (NULL)" if field in ELEMENT_BREAKS else "no value (NULL)"
+        return f"{field}: {what} in every feature"
+    return f"{field} = {_labels(field, [(values[0], None)])[0]} in every feature"
+
+
 def apply_graduated(layer, field, ramp="Spectral", classes=5, invert=False):
-    """Graduated renderer on ``field``: the fixed lunar classes when ``field`` is an element (O..Fe),
-    else Jenks natural-breaks classes on a colour ramp. Returns the renderer (None if no such field)."""
+    """Style ``layer`` on ``field``; returns the renderer (None if the layer has no such field).
+
+    * an element (O..Fe) with values: the fixed lunar classes (NULL features, i.e. unconstrained
+      fits, are not drawn); an element without any value: one class saying so;
+    * another field with fewer than 2 distinct finite values: one class, labelled with the value;
+    * up to ``classes`` distinct values: one class per value, labelled with it;
+    * more: Jenks natural-breaks classes, labelled with as many significant digits as keep them apart
+      (GOES fluxes as GOES classes, e.g. C1.88).
+    """
     if layer.fields().indexOf(field) < 0:
         return None
+    values = finite_values(layer, field)
+    distinct = sorted(set(values))
     if field in ELEMENT_BREAKS:
-        return apply_element_style(layer, field)
+        if values:
+            return apply_element_style(layer, field)
+        return apply_single_class(layer, field, single_class_label(field, values))
+    if len(distinct) < 2:
+        return apply_single_class(layer, field, single_class_label(field, distinct))
     symbol = QgsSymbol.defaultSymbol(layer.geometryType())
     symbol.setOpacity(0.8)
     renderer = QgsGraduatedSymbolRenderer(field)
     renderer.setSourceSymbol(symbol)
     renderer.setSourceColorRamp(_ramp(ramp, invert))
     renderer.setClassificationMethod(QgsClassificationJenks())
-    renderer.updateClasses(layer, classes)
+    if len(distinct) <= classes:
+        mids = [(a + b) / 2.0 for a, b in zip(distinct[:-1], distinct[1:])]
+        lows, highs = [distinct[0]] + mids, mids + [distinct[-1]]
+        for (lo, hi), label in zip(zip(lows, highs), _labels(field, [(v, None) for v in distinct])):
+            renderer.addClassRange(QgsRendererRange(lo, hi, symbol.clone(), label))
+    else:
+        renderer.updateClasses(layer, classes)
+        pairs = [(r.lowerValue(), r.upperValue()) for r in renderer.ranges()]
+        for k, label in enumerate(_labels(field, pairs)):
+            renderer.updateRangeLabel(k, label)
     renderer.updateColorRamp(_ramp(ramp, invert))
     layer.setRenderer(renderer)
     layer.triggerRepaint()
@@ -245,6 +374,81 @@ def apply_raster_ramp(layer, band=1, ramp="Viridis", element=None, classes=5):
     layer.setRenderer(renderer)
     layer.triggerRepaint()
     return renderer
+
+
+def band_with_most_values(layer, bands, samples=(256, 128)):
+    """The band of ``bands`` with the most valid (not nodata) cells, counted on a grid of about
+    ``samples`` cells over the raster (ties: the order of ``bands``). An element that was never
+    observed (e.g. Fe when unconstrained) is nodata everywhere."""
+    provider = layer.dataProvider()
+    cols, rows = min(layer.width(), samples[0]), min(layer.height(), samples[1])
+    best, best_n = None, -1
+    for band in bands:
+        if not 1 <= band <= layer.bandCount():
+            continue
+        provider.setUseSourceNoDataValue(band, True)
+        block = provider.block(band, provider.extent(), cols, rows)
+        n = 0
+        for r in range(rows):
+            for c in range(cols):
+                if not block.isNoData(r, c) and math.isfinite(block.value(r, c)):
+                    n += 1
+        if n > best_n:
+            best, best_n = band, n
+    return best
+
+
+def element_bands(layer):
+    """``{element: band}`` of a raster whose band descriptions name elements (O..Fe)."""
+    out = {}
+    for band in range(1, layer.bandCount() + 1):
+        element = _band_element(layer, band)
+        if element and element not in out:
+            out[element] = band
+    return out
+
+
+#: layer custom property: the rank of a layer the plugin keeps at the bottom of the layer tree
+BOTTOM_RANK = "classxrf/bottom_rank"
+#: bottom ranks, lowest first: the basemap under everything, then the simulated albedo and truth
+BOTTOM_RANKS = {"basemap": 0, "albedo": 1, "truth": 2}
+
+
+def place_at_bottom(project, layer, rank):
+    """Move ``layer`` to the bottom of its group in the layer tree, above the layers placed there with
+    a lower or the same ``rank`` (the newest on top; basemap 0 < simulated albedo 1 < simulated truth
+    2): reference layers never cover the maps, and the basemap stays under everything. Returns the
+    new node (None if the layer is not in the tree)."""
+    rank = BOTTOM_RANKS.get(rank, rank)
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    if node is None:
+        return None
+    layer.setCustomProperty(BOTTOM_RANK, rank)
+    parent = node.parent()
+    kids = parent.children()
+    pos = next(k for k, c in enumerate(kids) if QgsLayerTree.isLayer(c) and c.layerId() == layer.id())
+    others = [c for k, c in enumerate(kids) if k != pos]
+
+    def _rank(child):
+        if not QgsLayerTree.isLayer(child) or child.layer() is None:
+            return None
+        value = child.layer().customProperty(BOTTOM_RANK)
+        try:
+            return None if value is None else int(value)
+        except (TypeError, ValueError):
+            return None
+
+    k = len(others)
+    while k > 0 and _rank(others[k - 1]) is not None and _rank(others[k - 1]) <= rank:
+        k -= 1
+    index = k if k <= pos else k + 1  # index in ``kids``, where ``node`` still is
+    if index in (pos, pos + 1):
+        return node
+    clone = node.clone()
+    parent.insertChildNode(index, clone)  # the clone first: a layer without a node leaves the project
+    parent.removeChildNode(node)
+    return clone
 
 
 def style_basemap(layer):

@@ -58,7 +58,8 @@ def build_model():
             raise RuntimeError(f"{alg_id} is not registered: load the classxrf provider first")
         c = QgsProcessingModelChildAlgorithm(alg_id)
         c.setChildId(cid)
-        c.setDescription(reg.algorithmById(alg_id).displayName())
+        alg = reg.algorithmById(alg_id)
+        c.setDescription(getattr(alg, "DISPLAY", "") or alg.displayName())  # without the Toolbox step number
         c.setPosition(QPointF(x, y))
         for name, src in sources.items():
             c.addParameterSources(name, [src])

@@ -7,7 +7,7 @@
    and enables it;
 3. starts ``qgis`` under ``xvfb-run`` with ``--code``: inside QGIS the basemap algorithm makes the basemap,
    the abundance layer is loaded graduated by the element on the lunar classes, the project CRS is
-   IAU_2015:30100, the provider's algorithms are looked up in the Processing registry; the main window
+   ESRI:104903, the provider's algorithms are looked up in the Processing registry; the main window
    is grabbed to the PNG and QGIS quits;
 4. checks the report QGIS wrote (every classxrf algorithm registered, layers valid) and exits non-zero
    otherwise.
@@ -39,9 +39,9 @@ EXTENT = []
 
 def finish():
     try:
-        if QgsProject.instance().crs().authid() != "IAU_2015:30100":
+        if QgsProject.instance().crs().authid() != "ESRI:104903":
             report["crs_changed_to"] = QgsProject.instance().crs().authid()
-            QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("IAU_2015:30100"))
+            QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("ESRI:104903"))
             iface.mapCanvas().setExtent(EXTENT[0])
             QgsApplication.processEvents()
         report["crs"] = QgsProject.instance().crs().authid()
@@ -72,11 +72,11 @@ def setup():
         report["algorithms"] = sorted(a.id() for a in prov.algorithms()) if prov else []
         base = processing.runAndLoadResults("classxrf:basemap", {"INPUT": CFG["albedo"], "OUTPUT": CFG["basemap"]})
         project = QgsProject.instance()
-        project.setCrs(QgsCoordinateReferenceSystem("IAU_2015:30100"))
+        project.setCrs(QgsCoordinateReferenceSystem("ESRI:104903"))
         vec = QgsVectorLayer(CFG["layer"], "Abundances", "ogr")
         styles.apply_element_style(vec, CFG["element"])
         project.addMapLayer(vec)
-        project.setCrs(QgsCoordinateReferenceSystem("IAU_2015:30100"))  # again: the first layer may have set it
+        project.setCrs(QgsCoordinateReferenceSystem("ESRI:104903"))  # again: the first layer may have set it
         report["layers"] = {l.name(): l.isValid() for l in project.mapLayers().values()}
         report["crs"] = project.crs().authid()
         report["renderer"] = vec.renderer().type()
@@ -152,7 +152,7 @@ def main(argv=None):
         problems.append(f"algorithms not in the Processing registry: {sorted(missing)}")
     if not report.get("layers") or not all(report["layers"].values()):
         problems.append(f"layers: {report.get('layers')}")
-    if report.get("crs") != "IAU_2015:30100":
+    if report.get("crs") != "ESRI:104903":
         problems.append(f"project CRS {report.get('crs')}")
     if not report.get("saved") or not Path(cfg["png"]).exists():
         problems.append("no screenshot saved")

@@ -959,7 +959,7 @@ def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", pr
 
 def write_superres_geotiff(path, prediction, support, region):
     """Write the prediction (8 bands, ELEMENTS) + support band ("support_km") of region (i, j),
-    on its grid in IAU_2015:30100, atomically."""
+    on its grid in the plugin's lunar CRS (ESRI:104903), atomically."""
     from ..geo import PIXEL_DLAT, PIXEL_DLON, region_bounds, write_geotiff
 
     west, _, _, north = region_bounds(*region)

@@ -24,7 +24,7 @@ def _sample(path, lon, lat):
         return src.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0]
 
 
-def test_png_is_georeferenced_plate_carree_in_iau2015(tmp_path):
+def test_png_is_georeferenced_plate_carree_in_the_lunar_crs(tmp_path):
     w, h = 720, 360  # 0.5 degree pixels: pixel (r, c) spans lon -180 + 0.5 c, lat 90 - 0.5 r
     img = _pattern(w, h)
     Image.fromarray(img).save(tmp_path / "moon.png")
@@ -32,7 +32,7 @@ def test_png_is_georeferenced_plate_carree_in_iau2015(tmp_path):
     assert res.kind == "image" and res.copied
     assert res.bounds == pytest.approx((-180.0, -90.0, 180.0, 90.0))
     with rasterio.open(tmp_path / "moon.tif") as src:
-        assert src.crs.to_string() == "IAU_2015:30100"
+        assert src.crs.to_string() == "ESRI:104903"
         assert CRS.from_wkt(src.crs.to_wkt()).ellipsoid.semi_major_metre == pytest.approx(1737400.0)
         assert src.count == 3 and src.dtypes[0] == "uint8"
         assert np.array_equal(src.read(), np.moveaxis(img, -1, 0))
@@ -78,7 +78,7 @@ def test_real_lroc_jpg(tmp_path):
     jpg = shared_data("basemap", "lroc_color_poles_1k.jpg")
     res = make_basemap(jpg, tmp_path / "lroc.tif")
     assert (res.width, res.height, res.bands) == (1024, 512, 3)
-    assert res.crs == "IAU_2015:30100" and res.overviews == [2, 4]
+    assert res.crs == "ESRI:104903" and res.overviews == [2, 4]
     ref = np.asarray(Image.open(jpg).convert("RGB"))  # an independent JPEG decoder (Pillow)
     with rasterio.open(tmp_path / "lroc.tif") as src:
         data = np.moveaxis(src.read(), 0, -1).astype(int)
@@ -109,7 +109,19 @@ def test_geotiff_without_crs_gets_the_lunar_one(tmp_path):
                        transform=from_origin(-180, 90, 9, 9)) as dst:
         dst.write(np.full((1, 20, 40), 7, np.uint8))
     res = make_basemap(tmp_path / "nocrs.tif", tmp_path / "out.tif")
-    assert res.crs == "IAU_2015:30100"
+    assert res.crs == "ESRI:104903"
+
+
+@pytest.mark.parametrize("crs", ["IAU_2015:30100", "+proj=longlat +R=1737400 +no_defs"])
+def test_geotiff_in_another_lunar_crs_is_labelled_with_the_plugins(tmp_path, crs):
+    """A lunar GeoTIFF in IAU_2015:30100 or a bare proj string (a custom CRS QGIS cannot transform to
+    ESRI:104903) comes out in ESRI:104903 with the same pixels and degrees."""
+    data = np.arange(20 * 40, dtype=np.float32).reshape(1, 20, 40)
+    src = geo.write_geotiff(tmp_path / "other.tif", data, -45.0, 22.5, 45.0 / 40, 22.5 / 20, crs=crs)
+    res = make_basemap(src, tmp_path / "out.tif")
+    assert res.crs == "ESRI:104903" and res.copied
+    back, meta = geo.read_geotiff(tmp_path / "out.tif")
+    assert np.array_equal(back, data) and (meta["west"], meta["north"]) == pytest.approx((-45.0, 22.5))
 
 
 def test_bad_inputs_name_the_file_and_leave_output_untouched(tmp_path):

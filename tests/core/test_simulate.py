@@ -80,7 +80,7 @@ def test_simulated_files_are_real_class_l1(sim):
     assert bkg.exposure == pytest.approx(50000.0)
     data, meta = geo.read_geotiff(sim.truth)
     assert data.shape == (8, geo.REGION_ROWS, geo.REGION_COLS)
-    assert meta["crs"] == "IAU_2015:30100"
+    assert meta["crs"] == "ESRI:104903"
     with open(sim.frames_csv) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == sim.n_frames

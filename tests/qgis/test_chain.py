@@ -27,7 +27,7 @@ def test_simulate_outputs_load_with_lunar_crs(chain):
     for key in ("ALBEDO", "TRUTH"):
         lyr = QgsRasterLayer(chain["sim"][key], key)
         assert lyr.isValid()
-        assert lyr.crs().authid() == "IAU_2015:30100"
+        assert lyr.crs().authid() == "ESRI:104903"
     assert chain["sim"]["N_FRAMES"] > 100
 
 
@@ -83,7 +83,7 @@ def test_populate_writes_gib_region_raster(chain):
     assert regions == "3,4"
     lyr = QgsRasterLayer(str(chain["tmp"] / "gib" / "gib_r3_c4.tif"), "gib")
     assert lyr.isValid() and lyr.bandCount() == 17
-    assert lyr.crs().authid() == "IAU_2015:30100"
+    assert lyr.crs().authid() == "ESRI:104903"
     pts = QgsVectorLayer(chain["pop"]["OUTPUT"], "sub", "ogr")
     assert pts.featureCount() == chain["pop"]["N_SUB"] > 0
 
@@ -114,7 +114,7 @@ def test_superresolve_region_from_the_chain_gib(run_alg, chain):
     lyr = QgsRasterLayer(res["OUTPUT"], "sr")
     assert lyr.isValid() and lyr.bandCount() == 9
     assert (lyr.width(), lyr.height()) == (682, 342)
-    assert lyr.crs().authid() == "IAU_2015:30100"
+    assert lyr.crs().authid() == "ESRI:104903"
     assert res["N_OBSERVED"] > 0
     prov = lyr.dataProvider()
     truth_layer = QgsRasterLayer(sim["TRUTH"], "truth")

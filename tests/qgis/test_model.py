@@ -1,4 +1,5 @@
-"""resources/classxrf_chain.model3 loads as a Processing model and runs headless on the simulated default;
+"""resources/classxrf_chain.model3 loads as a Processing model, is served by the classxrf provider (Toolbox
+group "6 Models", id classxrf:classxrf_chain) and runs headless from the registry on the simulated default;
 its numbers equal those of the same chain run through the core functions (the command line's demo)."""
 from pathlib import Path
 
@@ -37,6 +38,24 @@ def test_model_loads_and_validates(plugin):
     assert {"seed", "tracks", "flare", "invert:Abundances", "populate:GIB", "populate:SubFootprints"} <= names
 
 
+def test_model_is_an_algorithm_of_the_provider(plugin):
+    from qgis.core import QgsApplication
+
+    reg = QgsApplication.processingRegistry()
+    alg = reg.algorithmById("classxrf:classxrf_chain")
+    assert alg is not None and alg.provider() is reg.providerById("classxrf")
+    assert isinstance(alg, QgsProcessingModelAlgorithm)
+    assert alg in reg.providerById("classxrf").algorithms()
+    assert (alg.group(), alg.groupId()) == ("6 Models", "models")
+    assert alg.displayName() == "6.1 Whole chain: simulate to super-resolution (model)"
+    # its steps resolve against the registered provider (the provider reads its models again once it is
+    # registered), so the registry's instance lists the model's outputs as destination parameters
+    assert all(c.algorithm() is not None for c in alg.childAlgorithms().values())
+    assert {"invert:Abundances", "populate:GIB", "superresolve:Map"} <= {p.name() for p in alg.parameterDefinitions()}
+    ok, errors = reg.createAlgorithmById("classxrf:classxrf_chain").validate()
+    assert ok, errors
+
+
 def test_model_runs_headless_like_the_core_chain(plugin, tmp_path):
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
@@ -44,10 +63,9 @@ def test_model_runs_headless_like_the_core_chain(plugin, tmp_path):
     from class_qgis_plugin import geo
     from class_qgis_plugin.cli import run_demo
 
-    model = _load()
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
-    res = processing.run(model, {"seed": 42, "tracks": 2, "flare": "C", "sr_k": 4, "sr_sweeps": 1, "sr_steps": 1,
+    res = processing.run("classxrf:classxrf_chain", {"seed": 42, "tracks": 2, "flare": "C", "sr_k": 4, "sr_sweeps": 1, "sr_steps": 1,
                                  "sr_settings": '{"stride": 100, "n_features": 10, "kriging_points": 300}',
                                  "superresolve:Map": str(tmp_path / "map.tif"),
                                  "invert:Abundances": str(tmp_path / "abund.gpkg"),
@@ -65,7 +83,7 @@ def test_model_runs_headless_like_the_core_chain(plugin, tmp_path):
     sub_geoms, sub_attrs, _ = geo.read_vector(tmp_path / "sub.gpkg")
     assert len(sub_geoms) >= len(geoms)
     sr, meta = geo.read_geotiff(tmp_path / "map.tif")
-    assert sr.shape == (9, 342, 682) and meta["crs"] == "IAU_2015:30100"
+    assert sr.shape == (9, 342, 682) and meta["crs"] == "ESRI:104903"
     assert np.isfinite(sr[ELEMENTS.index("Al")]).all()
 
     # the same chain through the core (cli.run_demo: same seed, tracks, window and stride)

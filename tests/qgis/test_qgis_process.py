@@ -95,7 +95,7 @@ def test_plugin_enables_and_lists_every_algorithm(profile, plugin):
     for cls in algorithm_classes():
         assert f"classxrf:{cls.ALG_NAME}" in algs
     help_text = qgis_process(profile, "help", "classxrf:basemap").stdout
-    assert "IAU_2015:30100" in help_text
+    assert "ESRI:104903" in help_text
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_simulate_basemap_exportmap_dependencies_run(profile, plugin, sim, tmp_p
               OUTPUT=tmp_path / "al.png")
     assert Path(png["OUTPUT"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     helptext = qgis_process(profile, "help", "classxrf:dependencies").stdout
-    assert "python/dependencies" in helptext and "ACTION" in helptext
+    assert "classxrf-env" in helptext and "ACTION" in helptext
 
 
 def test_vector_chain_runs_from_the_command_line(profile, plugin, sim, tmp_path):
@@ -163,7 +163,7 @@ def test_vector_chain_runs_from_the_command_line(profile, plugin, sim, tmp_path)
              SWEEPS=1, STEPS=1, SETTINGS='{"stride": 100, "n_features": 10, "kriging_points": 300}',
              OUTPUT=tmp_path / "sr.tif")
     data, meta = geo.read_geotiff(sr["OUTPUT"])
-    assert data.shape == (9, 342, 682) and meta["crs"] == "IAU_2015:30100"
+    assert data.shape == (9, 342, 682) and meta["crs"] == "ESRI:104903"
 
 
 def test_bad_input_fails_with_a_message_naming_the_file(profile, tmp_path):

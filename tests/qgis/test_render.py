@@ -55,7 +55,7 @@ def _to_array(img):
 def _render(layers, extent, size=(900, 700), background=QColor(0, 0, 0)):
     ms = QgsMapSettings()
     ms.setLayers(layers)
-    ms.setDestinationCrs(QgsCoordinateReferenceSystem("IAU_2015:30100"))
+    ms.setDestinationCrs(QgsCoordinateReferenceSystem("ESRI:104903"))
     ms.setOutputSize(QSize(*size))
     ms.setExtent(extent)
     ms.setBackgroundColor(background)
@@ -74,7 +74,7 @@ def _pixel(extent, size, lon, lat):
 def test_basemap_algorithm_outputs_lunar_geotiff(basemap):
     lyr = QgsRasterLayer(basemap["OUTPUT"], "base")
     assert lyr.isValid()
-    assert lyr.crs().authid() == "IAU_2015:30100"
+    assert lyr.crs().authid() == "ESRI:104903"
     assert (basemap["WIDTH"], basemap["HEIGHT"]) == (682, 342)
     assert basemap["KIND"] == "copied GeoTIFF"
     assert lyr.dataProvider().hasPyramids() if hasattr(lyr.dataProvider(), "hasPyramids") else True
