@@ -31,14 +31,16 @@ def _cmd_simulate(args):
 
 
 def _cmd_coadd(args):
-    from . import coadd, geo
+    from . import tasks
 
-    res = coadd.coadd_folder(args.input, args.out_folder, strategy=args.strategy, window=args.window,
-                             stride=args.stride, flare_catalog=args.flare_catalog,
-                             progress=ConsoleProgress("co-add"))
-    geo.write_vector(args.layer, res.geometries, res.attributes)
-    print(f"{len(res.geometries)} co-added spectra -> {args.out_folder}; layer {args.layer}")
-    return res
+    r = tasks.coadd(args.input, args.out_folder, args.layer, strategy=args.strategy, window=args.window,
+                    stride=args.stride, flare_catalog=args.flare_catalog, min_frames=args.min_frames,
+                    progress=ConsoleProgress("co-add"))
+    print(f"{r['n_spectra']} co-added spectra -> {args.out_folder}; layer {args.layer}; {r['n_read']} frames read, "
+          f"{r['n_unused']} not used")
+    for why, v in r["unused"].items():
+        print(f"  {v['n']} frames not used: {why} (e.g. {v['examples'][0]})")
+    return r
 
 
 def _cmd_invert(args):
@@ -175,6 +177,7 @@ def main(argv=None):
     c.add_argument("--window", type=int, default=12)
     c.add_argument("--stride", type=int, default=1)
     c.add_argument("--flare-catalog")
+    c.add_argument("--min-frames", type=int, help="fewest frames of a run shorter than the window (default: window)")
     c.set_defaults(func=_cmd_coadd)
     v = sub.add_parser("invert", help="FP inversion of an observation layer")
     v.add_argument("layer")
@@ -205,7 +208,10 @@ def main(argv=None):
     except ClassXRFError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Cancelled:
+    except OSError as exc:          # a disk that cannot be written, a folder that vanished ...
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
         print("cancelled", file=sys.stderr)
         return 130
     return 0

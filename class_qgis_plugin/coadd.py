@@ -55,7 +55,7 @@ from .ogip import PHA, format_utc, read_pha, write_pha
 from .progress import as_progress, subrange
 
 __all__ = ["CoaddResult", "Window", "coadd_folder", "coadd_frames", "list_l1_files",
-           "read_frames", "contiguous_runs", "plan_windows", "line_fit_chi2", "merge_header",
+           "read_frames", "contiguous_runs", "plan_windows", "line_fit_chi2", "merge_header", "mean_direction",
            "build_background", "merged_corners", "OBS_FIELDS", "PROGRAM_NAME", "STRATEGIES"]
 
 PROGRAM_NAME = "class_qgis_plugin.coadd"
@@ -87,7 +87,8 @@ class Window:
 class CoaddResult:
     """Outcome of :func:`coadd_folder`: the PHA files written, one footprint geometry per file,
     the observation-layer attributes (``OBS_FIELDS`` -> lists), the background PHA (if any),
-    the observation layer path (if written) and bookkeeping."""
+    the observation layer path (if written) and bookkeeping: ``unused`` lists every frame no
+    spectrum uses as ``(path, reason)``."""
     pha_paths: List[str]
     geometries: list
     attributes: dict
@@ -97,6 +98,7 @@ class CoaddResult:
     n_frames_rejected: int = 0
     n_runs: int = 0
     skipped: list = field(default_factory=list)
+    unused: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +130,9 @@ def read_frames(paths, progress=None, skip_bad=False):
     """Read L1 files into frames sorted by start time (exact duplicates of a start dropped).
 
     With ``skip_bad`` a file that cannot be read is left out and listed in the second return
-    value as ``(path, message)``; otherwise its :class:`ClassXRFError` propagates.
+    value as ``(path, message)``; otherwise its :class:`ClassXRFError` propagates. Two files of
+    the same interval with the same counts are one frame (the second is listed as a duplicate);
+    with different counts they are an error naming both.
     """
     p = as_progress(progress)
     frames, skipped = [], []
@@ -148,8 +152,13 @@ def read_frames(paths, progress=None, skip_bad=False):
     unique = []
     for f in frames:
         if unique and f.start == unique[-1].start and f.end == unique[-1].end:
-            skipped.append((f.path, f"{f.path}: same interval as {unique[-1].path}; left out"))
-            continue
+            prev = unique[-1]
+            if f.counts.shape == prev.counts.shape and np.array_equal(f.counts, prev.counts):
+                skipped.append((f.path, f"the same 8 s and the same counts as {os.path.basename(prev.path)}: "
+                                        f"a duplicate, left out"))
+                continue
+            raise ClassXRFError(f.path, f"covers the same interval ({format_utc(f.start)} to {format_utc(f.end)}) "
+                                        f"as {prev.path} with different counts: remove one of the two files")
         unique.append(f)
     return unique, skipped
 
@@ -335,10 +344,14 @@ def merged_corners(first, last):
     return (a_lat, a_lon) if da >= db else (b_lat, b_lon)
 
 
-def _circmean_deg(lons):
-    r = np.radians(np.asarray(lons, float))
-    m = np.degrees(np.arctan2(np.mean(np.sin(r)), np.mean(np.cos(r))))
-    return float(m)
+def mean_direction(lats, lons):
+    """Mean of directions on the sphere (deg): the mean of their unit vectors, as latitude and
+    longitude. Right across the 180 deg meridian and around the poles, where averaging latitude
+    and longitude apart is not (frames around the north pole at longitudes -90 and 90 average to
+    the pole, not to latitude 89.6 at longitude 0)."""
+    from .geo import to_latlon, to_xyz
+    lat, lon = to_latlon(to_xyz(np.asarray(lats, float), np.asarray(lons, float)).mean(axis=0))
+    return float(lat), float(lon)
 
 
 def merge_header(frames, strategy="sliding", respfile=None, ancrfile=None, backfile=None,
@@ -359,12 +372,13 @@ def merge_header(frames, strategy="sliding", respfile=None, ancrfile=None, backf
                             ("SOLARANG", "solar_angle", "Angle surface normal, sun - Mean (deg)"),
                             ("PHASEANG", "phase_angle", "Angle boresight, sun - Mean (deg)"),
                             ("EMISNANG", "emission_angle",
-                             "Angle boresight, emitted X-rays - Mean (deg)"),
-                            ("BORE_LAT", "bore_lat", "Boresight latitude - Mean (deg)")):
+                             "Angle boresight, emitted X-rays - Mean (deg)")):
         values[key] = float(np.mean([getattr(f, attr) for f in frames]))
         comments[key] = text
-    values["BORE_LON"] = _circmean_deg([f.bore_lon for f in frames])
-    comments["BORE_LON"] = "Boresight longitude - Mean (deg)"
+    values["BORE_LAT"], values["BORE_LON"] = mean_direction([f.bore_lat for f in frames],
+                                                            [f.bore_lon for f in frames])
+    comments["BORE_LAT"] = "Boresight latitude - Mean direction (deg)"
+    comments["BORE_LON"] = "Boresight longitude - Mean direction (deg)"
     lat, lon = merged_corners(first, last)
     for i in range(4):
         values[f"V{i}_LAT"] = float(lat[i])
@@ -391,8 +405,8 @@ def merge_header(frames, strategy="sliding", respfile=None, ancrfile=None, backf
 
 
 def _footprint(frames):
-    from .geo import footprint_polygon, union_footprints
-    return union_footprints([footprint_polygon(f.corner_lat, f.corner_lon) for f in frames])
+    from .geo import union_footprint_corners
+    return union_footprint_corners([f.corner_lat for f in frames], [f.corner_lon for f in frames])
 
 
 def _stamp(dt):
@@ -405,12 +419,15 @@ def _stamp(dt):
 # --------------------------------------------------------------------------------------------
 
 def coadd_frames(frames, windows, output_folder, strategy="sliding", respfile=None,
-                 ancrfile=None, backfile=None, channels=None, progress=None):
+                 ancrfile=None, backfile=None, channels=None, progress=None, place=None):
     """Write one PHA per window and return ``(paths, geometries, attributes)``.
 
-    ``channels=1024`` rebins 2048-channel sums to 1024 channels (pairs summed).
+    ``channels=1024`` rebins 2048-channel sums to 1024 channels (pairs summed). ``place(path)``
+    gives where to write the file whose final path is ``path`` (a :class:`transact.Transaction`'s
+    staging path); the paths returned and written in the layer are the final ones.
     """
     p = as_progress(progress)
+    place = place or (lambda path: path)
     os.makedirs(output_folder, exist_ok=True)
     attrs = {k: [] for k in OBS_FIELDS}
     paths, geoms = [], []
@@ -436,7 +453,7 @@ def coadd_frames(frames, windows, output_folder, strategy="sliding", respfile=No
         out = os.path.join(output_folder, name)
         pha = PHA(counts=counts, channel=first_ch + np.arange(counts.size), exposure=exposure,
                   header=values, comments=comments, path=out)
-        write_pha(out, pha)
+        write_pha(place(out), pha)
         paths.append(out)
         geoms.append(_footprint(fr))
         mid = fr[0].start + (fr[-1].end - fr[0].start) / 2
@@ -525,6 +542,41 @@ def build_background(output_path, frames=None, background_file=None, min_solar_a
     return os.fspath(output_path)
 
 
+def _output_folder(folder):
+    """``folder`` made if needed; a path that is a file, or a folder that cannot be written, is a
+    clear error (not a traceback)."""
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ClassXRFError(folder, "the output folder is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ClassXRFError(folder, f"cannot create the output folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ClassXRFError(folder, "the output folder cannot be written (read-only or no permission)")
+    return folder
+
+
+def _unused_frames(frames, keep, runs, windows, strategy, min_frames, reasons):
+    """Why each frame that no spectrum uses was left out (path -> reason), in ``reasons``."""
+    used = [i for i, k in enumerate(keep) if k]
+    in_window = {i for w in windows for i in w.frames}
+    sizes = [frames[i].n_channels for i in used]
+    major = max(set(sizes), key=sizes.count) if sizes else None
+    for run in runs:
+        for j in run:
+            if j in in_window:
+                continue
+            f = frames[used[j]]
+            odd = (f" ({f.n_channels} channels among {major}-channel frames: a change of channel count "
+                   f"breaks a run)") if f.n_channels != major else ""
+            if strategy == "sliding":
+                reasons[f.path] = (f"in a contiguous run of {len(run)} frame(s){odd}, fewer than MIN_FRAMES = "
+                                   f"{min_frames}")
+            else:
+                reasons[f.path] = f"the running check did not reach the chi-square range in its run of {len(run)}{odd}"
+
+
 def coadd_folder(inputs, output_folder, strategy="sliding", window=12, stride=1,
                  flare_catalog=None, allowed_classes=("B", "C", "M"), respfile=None,
                  ancrfile=None, backfile=None, progress=None, output_layer=None,
@@ -536,52 +588,99 @@ def coadd_folder(inputs, output_folder, strategy="sliding", window=12, stride=1,
     ``flare_catalog``: path of the XSM flare CSV (or a :class:`~.flares.FlareCatalog`); only
     frames whose mid time lies inside a flare of ``allowed_classes`` are used (a rejected frame
     breaks contiguity). ``max_solar_angle``: leave out frames with a larger ``SOLARANG`` (e.g.
-    90 for day side only). ``make_background``: when ``backfile`` is not given, build one from
+    90 for day side only). ``min_frames`` (default ``window``): a contiguous run shorter than the
+    window still gives one spectrum when it has at least this many frames (1: every frame counts,
+    with its true exposure). ``make_background``: when ``backfile`` is not given, build one from
     the night-side frames into ``output_folder/background_night.pha`` (and name it in BACKFILE).
     ``output_layer``: also write the observation layer (GeoPackage or Shapefile).
+
+    Every output appears whole or not at all: the PHA files, the background and the layer are
+    staged and moved into place together (:mod:`transact`), so a cancel or a failure leaves the
+    output folder as it was; what a killed run left is cleaned (or completed) by the next run.
+    Every frame that no spectrum uses is in :attr:`CoaddResult.unused` with the reason.
     """
+    from . import transact
     p = as_progress(progress)
     if strategy not in STRATEGIES:
         raise ClassXRFError(None, f"unknown strategy {strategy!r}; one of {STRATEGIES}",
                             key="STRATEGY")
+    output_folder = _output_folder(output_folder)
+    if output_layer and os.path.isdir(os.fspath(output_layer)):
+        raise ClassXRFError(output_layer, "the observation layer cannot be written: a folder of that name is in the way")
+    if output_layer:
+        _output_folder(os.path.dirname(os.path.abspath(os.fspath(output_layer))))
+        transact.recover(os.path.dirname(os.path.abspath(os.fspath(output_layer))))
+    transact.recover(output_folder)
     paths = list_l1_files(inputs)
     frames, skipped = read_frames(paths, subrange(p, 0.0, 0.5), skip_bad=skip_bad)
     n_read = len(frames)
     if not frames:
         raise ClassXRFError(None, "no readable CLASS L1 file in the input", key="INPUT")
-    os.makedirs(output_folder, exist_ok=True)
-    background_path = None
-    if backfile or make_background:
-        bpath = os.path.join(output_folder, "background_night.pha") if not backfile else \
-            os.fspath(backfile)
-        if make_background and not backfile:
-            background_path = build_background(bpath, frames, None, min_solar_angle_bkg,
-                                               channels)
-        else:
-            background_path = bpath
+    reasons = dict(skipped)
     keep = np.ones(len(frames), bool)
+    for k, f in enumerate(frames):        # corners all (0, 0), or all the same point: no footprint
+        if np.ptp(f.corner_lat) == 0 and np.ptp(f.corner_lon) == 0:
+            keep[k] = False
+            reasons[f.path] = (f"its corners V0..V3 are all ({f.corner_lat[0]:g}, {f.corner_lon[0]:g}): the frame "
+                               f"has no footprint")
     if max_solar_angle is not None:
-        keep &= np.array([f.solar_angle <= max_solar_angle for f in frames])
+        for k, f in enumerate(frames):
+            if f.solar_angle > max_solar_angle:
+                keep[k] = False
+                reasons[f.path] = f"SOLARANG {f.solar_angle:.1f} deg above the maximum {max_solar_angle:g}"
     if flare_catalog is not None:
         from .flares import FlareCatalog, read_flare_catalog
         cat = flare_catalog if isinstance(flare_catalog, FlareCatalog) else \
             read_flare_catalog(flare_catalog)
-        keep &= cat.in_allowed_flare([f.mid for f in frames], allowed_classes)
+        inside = cat.in_allowed_flare([f.mid for f in frames], allowed_classes)
+        for k, f in enumerate(frames):
+            if keep[k] and not inside[k]:
+                keep[k] = False
+                reasons[f.path] = f"not inside a flare of class {'/'.join(allowed_classes)} of the catalogue"
     used = [f for f, k in zip(frames, keep) if k]
     runs = contiguous_runs(used, gap_tolerance)
     windows = plan_windows(used, runs, strategy, window, stride, min_frames, max_frames,
                            chi2_range, subrange(p, 0.5, 0.6))
-    pha_paths, geoms, attrs = coadd_frames(used, windows, output_folder, strategy, respfile,
-                                           ancrfile, background_path, channels,
-                                           subrange(p, 0.6, 0.97))
-    layer_path = None
-    if output_layer:
-        from .geo import write_vector
-        p.set(0.97, "writing the observation layer")
-        write_vector(output_layer, geoms, attrs)
-        layer_path = os.fspath(output_layer)
+    mf = int(window) if min_frames is None else max(1, min(int(min_frames), int(window)))
+    _unused_frames(frames, keep, runs, windows, strategy, mf, reasons)
+    if not windows:
+        longest = max((len(r) for r in runs), default=0)
+        where = inputs if isinstance(inputs, (str, os.PathLike)) else f"{len(paths)} files"
+        advice = (f"lower MIN_FRAMES to {longest} or less (a single frame is a valid spectrum)" if longest else
+                  "every frame was filtered out: check the flare catalogue and the solar-angle filter")
+        raise ClassXRFError(where, f"no co-added spectrum: {n_read} frames read, {int((~keep).sum())} filtered "
+                                   f"out, the longest run of contiguous frames has {longest} (WINDOW {window}, "
+                                   f"MIN_FRAMES {mf}); {advice}")
+    try:
+        tx = transact.Transaction(output_folder)
+    except OSError as exc:
+        raise ClassXRFError(output_folder, f"cannot write into the output folder ({exc.strerror or exc})") from None
+    with tx:
+        background_path = None
+        if backfile or make_background:
+            bpath = os.path.join(output_folder, "background_night.pha") if not backfile else \
+                os.fspath(backfile)
+            if make_background and not backfile:
+                background_path = build_background(tx.path(bpath), frames, None, min_solar_angle_bkg, channels)
+                background_path = bpath if background_path else None
+            else:
+                background_path = bpath
+        pha_paths, geoms, attrs = coadd_frames(used, windows, output_folder, strategy, respfile,
+                                               ancrfile, background_path, channels,
+                                               subrange(p, 0.6, 0.97), place=tx.path)
+        layer_path = None
+        if output_layer:
+            from .geo import write_vector
+            p.set(0.97, "writing the observation layer")
+            try:
+                write_vector(tx.path(output_layer), geoms, attrs)
+            except OSError as exc:
+                raise ClassXRFError(output_layer, f"cannot write the observation layer ({exc})") from None
+            layer_path = os.fspath(output_layer)
+        p.check()
     p.set(1.0, f"{len(pha_paths)} co-added spectra")
     return CoaddResult(pha_paths=pha_paths, geometries=geoms, attributes=attrs,
                        background_path=background_path, layer_path=layer_path,
                        n_frames_read=n_read, n_frames_rejected=int((~keep).sum()),
-                       n_runs=len(runs), skipped=skipped)
+                       n_runs=len(runs), skipped=skipped,
+                       unused=sorted(reasons.items()))

@@ -22,5 +22,10 @@ class ClassXRFError(Exception):
         super().__init__(msg)
 
 
-class Cancelled(Exception):
-    """Raised when a progress callback reports that the user cancelled the work."""
+class Cancelled(BaseException):
+    """Raised when a progress callback reports that the user cancelled the work (or the worker
+    gets SIGTERM).
+
+    Not an :class:`Exception`: code that turns failures into file errors (``except Exception``, e.g.
+    around a FITS reader) lets a cancel through, as Python does with ``KeyboardInterrupt``; catch it
+    by name where a cancel is handled."""

@@ -1,12 +1,13 @@
 """Lunar geometry, CRS and the raster/vector writers every stage shares.
 
-CRS choices (measured with QGIS 3.22 / GDAL 3.6 on Debian 12, see the project's ENVIRONMENT notes):
-
-* rasters carry ``IAU_2015:30100`` ("Moon (2015) - Sphere / Ocentric"), which survives a GeoTIFF
-  write/read round trip in rasterio, GDAL and QGIS with its authority id;
-* vectors carry ``ESRI:104903`` (GCS_Moon_2000, the same 1,737,400 m sphere), because GDAL 3.6
-  reads ``IAU_2015:30100`` back from a GeoPackage as an invalid CRS while ``ESRI:104903``
-  round-trips in GeoPackage and Shapefile.
+CRS (measured with QGIS 3.22 / GDAL 3.6 / PROJ 9.1 on Debian 12, files written by rasterio and
+pyogrio; see :data:`choices.LUNAR_CRS`): every raster and vector carries ``ESRI:104903``
+(GCS_Moon_2000, longitude/latitude on the 1,737,400 m sphere), the one lunar CRS that reads back with
+its authority id from GeoTIFF, GeoPackage, Shapefile and GeoJSON alike. ``IAU_2015:30100`` (the same
+sphere) survives only GeoTIFF: GDAL 3.6 / QGIS 3.22 read it back from a GeoPackage or GeoJSON as an
+invalid CRS and from a Shapefile as an unidentified custom one, and a layer in one CRS on a project
+in the other makes QGIS transform between them. ``LUNAR_RASTER_CRS`` and ``LUNAR_VECTOR_CRS`` are
+both that CRS.
 
 The Moon is split, as in the paper, into 8 x 8 regions of 22.5 deg of latitude by 45 deg of
 longitude, each a grid of 342 x 682 pixels of about 2 km; region (i, j) has i = 0 at 90 N growing
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .choices import LUNAR_CRS
 from .errors import ClassXRFError
 
-LUNAR_RASTER_CRS = "IAU_2015:30100"
-LUNAR_VECTOR_CRS = "ESRI:104903"
+LUNAR_RASTER_CRS = LUNAR_VECTOR_CRS = LUNAR_CRS
 MOON_RADIUS_KM = 1737.4
 
 REGION_ROWS, REGION_COLS = 342, 682
@@ -150,6 +151,101 @@ def split_antimeridian(geom):
     if merged.geom_type == "Polygon":
         return MultiPolygon([merged])
     return merged
+
+
+def to_xyz(lat, lon):
+    """Unit vectors (..., 3) of latitudes/longitudes in degrees."""
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
+def to_latlon(xyz):
+    """Latitudes and longitudes (degrees) of vectors (..., 3)."""
+    xyz = xyz / np.linalg.norm(xyz, axis=-1, keepdims=True)
+    lat = np.degrees(np.arcsin(np.clip(xyz[..., 2], -1.0, 1.0)))
+    lon = np.degrees(np.arctan2(xyz[..., 1], xyz[..., 0]))
+    return lat, lon
+
+
+class TangentPlane:
+    """Azimuthal-equidistant plane (km) tangent to the lunar sphere at a centre unit vector."""
+
+    def __init__(self, p0, radius_km=MOON_RADIUS_KM):
+        p0 = np.asarray(p0, dtype=np.float64)
+        self.p0 = p0 / np.linalg.norm(p0)
+        self.R = float(radius_km)
+        z = np.array([0.0, 0.0, 1.0])
+        east = np.cross(z, self.p0)
+        if np.linalg.norm(east) < 1e-9:            # at a pole: any tangent direction will do
+            east = np.array([0.0, 1.0, 0.0])
+        self.e1 = east / np.linalg.norm(east)
+        self.e2 = np.cross(self.p0, self.e1)
+
+    def forward(self, xyz):
+        """Unit vectors (..., 3) -> plane coordinates (..., 2) km."""
+        cosc = np.clip(xyz @ self.p0, -1.0, 1.0)
+        c = np.arccos(cosc)
+        u, v = xyz @ self.e1, xyz @ self.e2
+        s = np.hypot(u, v)
+        k = np.where(s > 1e-15, self.R * c / np.where(s > 1e-15, s, 1.0), self.R)
+        return np.stack([k * u, k * v], axis=-1)
+
+    def inverse(self, xy):
+        """Plane coordinates (..., 2) km -> unit vectors (..., 3)."""
+        xy = np.asarray(xy, dtype=np.float64)
+        r = np.hypot(xy[..., 0], xy[..., 1])
+        c = r / self.R
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(r > 1e-15, np.sin(c) / np.where(r > 1e-15, r, 1.0), 1.0 / self.R)
+        return (np.cos(c)[..., None] * self.p0 + (f * xy[..., 0])[..., None] * self.e1
+                + (f * xy[..., 1])[..., None] * self.e2)
+
+
+#: latitude (deg) from which footprints are merged on the sphere (tangent plane), not in lon/lat
+POLAR_LAT = 70.0
+
+
+def union_footprint_corners(corner_lats, corner_lons, step_km=1.0):
+    """The union of footprints given by their corners (lists of (4,) arrays, degrees), as a lon/lat
+    (Multi)Polygon. In lon/lat where every corner lies within :data:`POLAR_LAT` of the equator;
+    otherwise on the sphere: the corners are taken to the plane tangent at their mean direction
+    (azimuthal equidistant, :class:`TangentPlane`), the quadrilaterals are merged there, and the
+    outline comes back to lon/lat densified every ``step_km`` (a pole inside it is closed along the
+    pole's edge of the lon/lat plane, as :func:`footprint_polygon` does). Merging in lon/lat near a
+    pole overstates the area (a window of frames around the north pole: 2,227 km2 in lon/lat for
+    frames whose union covers 1,329 km2)."""
+    lats = [np.asarray(a, float) for a in corner_lats]
+    lons = [np.asarray(a, float) for a in corner_lons]
+    if not lats:
+        raise ClassXRFError(None, "no footprint to merge")
+    if max(float(np.max(np.abs(a))) for a in lats) < POLAR_LAT:
+        return union_footprints([footprint_polygon(a, o) for a, o in zip(lats, lons)])
+    from shapely.geometry import Polygon
+    from shapely.ops import unary_union
+    xyz = [to_xyz(a, o) for a, o in zip(lats, lons)]
+    centre = np.mean(np.concatenate(xyz), axis=0)
+    plane = TangentPlane(centre)
+    merged = unary_union([Polygon(plane.forward(v)).buffer(0) for v in xyz])
+    parts = []
+    for part in getattr(merged, "geoms", [merged]):
+        ring = np.asarray(part.exterior.segmentize(step_km).coords)[:-1]
+        la, lo = to_latlon(plane.inverse(ring))
+        parts.append(footprint_polygon(la, lo))
+    return union_footprints(parts)
+
+
+def footprint_area_km2(geom, step_deg=0.01):
+    """Area (km2) on the lunar sphere of a lon/lat (Multi)Polygon, in a Lambert azimuthal
+    equal-area projection centred on it (pyproj), edges densified every ``step_deg``."""
+    from pyproj import Transformer
+    from shapely.ops import transform
+    c = geom.representative_point()
+    xyz = to_xyz(np.asarray([c.y]), np.asarray([c.x]))
+    lat0, lon0 = (float(v[0]) for v in to_latlon(xyz))
+    tr = Transformer.from_proj(f"+proj=longlat +R={MOON_RADIUS_KM * 1000:.0f} +no_defs",
+                               f"+proj=laea +lat_0={lat0} +lon_0={lon0} +R={MOON_RADIUS_KM * 1000:.0f} +units=km",
+                               always_xy=True)
+    return float(transform(tr.transform, geom.segmentize(step_deg)).area)
 
 
 def union_footprints(polygons):
@@ -296,6 +392,11 @@ def write_vector(path, geometries, attributes, crs=LUNAR_VECTOR_CRS, layer=None)
     driver = _driver_for(path)
     geoms = list(geometries)
     n = len(geoms)
+    ids = attributes.get("obs_id")
+    for r, g in enumerate(geoms):       # an empty geometry would turn the layer's type to Unknown
+        if g is None or g.is_empty:
+            who = f"obs_id {ids[r]}" if ids is not None else f"row {r}"
+            raise ClassXRFError(path, f"{who} has an empty footprint (its corners enclose no area); leave it out")
     names, columns = [], []
     for name, values in attributes.items():
         if driver == "ESRI Shapefile" and len(name) > 10:

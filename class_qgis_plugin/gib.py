@@ -3,7 +3,7 @@
 Layout of a GIB folder
 ----------------------
 * ``gib_r{i}_c{j}.tif``: one GeoTIFF per region touched (contract 6): REGION_ROWS x REGION_COLS,
-  ``IAU_2015:30100``, float32, nodata -9999; bands 1..8 the inverse-variance mean wt% of
+  ``ESRI:104903`` (the plugin's lunar CRS), float32, nodata -9999; bands 1..8 the inverse-variance mean wt% of
   ELEMENTS, bands 9..16 their 1-sigma errors ``1 / sqrt(sum w)``, band 17 ``n_obs``, the number of
   sub-footprint observations on the pixel (0 where none; the abundance and error bands are nodata
   there, and an element's bands are nodata where no observation constrained that element).
@@ -124,8 +124,8 @@ def load_region_records(folder, i, j, K=8):
     return rec
 
 
-def _save_records(folder, i, j, rec):
-    path = region_path(folder, i, j, ".npz")
+def _save_records(folder, i, j, rec, path=None):
+    path = path or region_path(folder, i, j, ".npz")
     with geo.atomic_output(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **rec)
@@ -139,9 +139,10 @@ def _select(rec, keep):
     return {f: rec[f][keep] for f in _FIELDS}
 
 
-def write_region(folder, i, j, rec, elements=None):
-    """Recompute region (i, j)'s raster from its records and write it (or remove it if empty)."""
-    tif = region_path(folder, i, j)
+def write_region(folder, i, j, rec, elements=None, path=None):
+    """Recompute region (i, j)'s raster from its records and write it (to ``path`` when given; or
+    remove it, with its sidecar, if empty)."""
+    tif = path or region_path(folder, i, j)
     if rec["key"].size == 0:
         for ext in (".tif", ".npz"):
             p = region_path(folder, i, j, ext)
@@ -175,8 +176,8 @@ def _read_ledger(folder):
     return led
 
 
-def _write_ledger(folder, led):
-    path = Path(folder) / LEDGER
+def _write_ledger(folder, led, path=None):
+    path = path or Path(folder) / LEDGER
     with geo.atomic_output(path) as tmp:
         with open(tmp, "w") as fh:
             json.dump(led, fh, indent=1, sort_keys=True)
@@ -232,16 +233,23 @@ def populate_layer(abundance_layer_path, albedo, gib_folder, points_output=None,
     Summary keys: ``footprints`` (rows read), ``populated`` (footprints newly added or replaced),
     ``already_in_gib`` (unchanged, skipped), ``replaced``, ``sub_footprints`` (added this run),
     ``regions_touched`` (sorted [(i, j)]), ``skipped`` ([(obs_id or row, reason)]),
-    ``element_skips`` ({element: footprints where it was not populated}), ``files`` (written),
+    ``element_skips`` ({element: footprints where it was not populated}), ``element_notes``
+    ({element: why measured values were left out, e.g. rows with X_err = 0}), ``files`` (written),
     ``threshold`` (albedo threshold used, or None), ``points_output``.
     """
     from . import albedo as albedo_mod
     from . import population as pop
     from .composition import ELEMENTS, HIGHLAND_WT, MARE_WT
 
+    from . import transact
     p = as_progress(progress)
     folder = Path(gib_folder)
+    if folder.exists() and not folder.is_dir():
+        raise ClassXRFError(folder, "the GIB folder is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
+    transact.recover(folder)                      # finish (or drop) what a killed run left
+    if points_output is not None:
+        transact.recover(Path(points_output).absolute().parent)
     mare_wt = np.asarray(MARE_WT if mare_wt is None else mare_wt, np.float64)
     highland_wt = np.asarray(HIGHLAND_WT if highland_wt is None else highland_wt, np.float64)
     K = len(ELEMENTS)
@@ -316,50 +324,54 @@ def populate_layer(abundance_layer_path, albedo, gib_folder, points_output=None,
     regions = sorted(touched)
     rp = subrange(p, 0.5, 0.95)
     regions_of_key = {}
-    for n_done, (i, j) in enumerate(regions):
-        rp.check()
-        rp.set(n_done / max(len(regions), 1), f"region ({i}, {j})")
-        rec = load_region_records(folder, i, j, K)
-        keep = ~np.isin(rec["key"], list(remove_keys)) if rec["key"].size else np.zeros(0, bool)
-        rec = _select(rec, keep)
-        sel = (ri == i) & (rj == j)
-        if sel.any():
-            row, col = pixel_of(i, j, result.lat[sel], result.lon[sel])
-            add = dict(key=sub_keys[sel], obs_id=obs_ids[fp_rows[sel]], sub=result.sub[sel].astype(np.int64),
-                       n_sub=result.n_sub[sel].astype(np.int64), lat=result.lat[sel],
-                       lon=result.lon[sel], row=row.astype(np.int64), col=col.astype(np.int64),
-                       mare=result.mare[sel].astype(np.int8), mare_frac=result.mare_frac[sel],
-                       value=result.value[sel], sigma=result.sigma[sel])
-            rec = _concat(rec, add)
-            for k in np.unique(add["key"]):
-                regions_of_key.setdefault(str(k), []).append([int(i), int(j)])
-        if rec["key"].size:
-            _save_records(folder, i, j, rec)
-            files.append(str(write_region(folder, i, j, rec, ELEMENTS)))
-            files.append(str(region_path(folder, i, j, ".npz")))
-        else:
-            write_region(folder, i, j, rec, ELEMENTS)
-
-    if regions:
-        for r in replaced:
-            known.pop(idents[r], None)
-        for r in populated_rows:
-            known[idents[r]] = dict(key=keys[r], regions=regions_of_key.get(keys[r], []),
-                                    obs_id=int(obs_ids[r]), source=str(abundance_layer_path))
-        _write_ledger(folder, led)
-        files.append(str(folder / LEDGER))
-        p.set(0.96, "writing the GIB point layer")
-        files.append(str(write_gib_points(folder, ELEMENTS)))
-
-    if points_output is not None:
-        _write_points(points_output, result, obs_ids[fp_rows] if fp_rows.size else np.zeros(0, np.int64),
-                      ELEMENTS)
-        files.append(str(points_output))
+    new_records = {}
+    with transact.Transaction(folder) as tx:     # rasters, sidecars, ledger, layers: all or nothing
+        for n_done, (i, j) in enumerate(regions):
+            rp.check()
+            rp.set(n_done / max(len(regions), 1), f"region ({i}, {j})")
+            rec = load_region_records(folder, i, j, K)
+            keep = ~np.isin(rec["key"], list(remove_keys)) if rec["key"].size else np.zeros(0, bool)
+            rec = _select(rec, keep)
+            sel = (ri == i) & (rj == j)
+            if sel.any():
+                row, col = pixel_of(i, j, result.lat[sel], result.lon[sel])
+                add = dict(key=sub_keys[sel], obs_id=obs_ids[fp_rows[sel]], sub=result.sub[sel].astype(np.int64),
+                           n_sub=result.n_sub[sel].astype(np.int64), lat=result.lat[sel],
+                           lon=result.lon[sel], row=row.astype(np.int64), col=col.astype(np.int64),
+                           mare=result.mare[sel].astype(np.int8), mare_frac=result.mare_frac[sel],
+                           value=result.value[sel], sigma=result.sigma[sel])
+                rec = _concat(rec, add)
+                for k in np.unique(add["key"]):
+                    regions_of_key.setdefault(str(k), []).append([int(i), int(j)])
+            new_records[(i, j)] = rec
+            if rec["key"].size:
+                _save_records(folder, i, j, rec, path=tx.path(region_path(folder, i, j, ".npz")))
+                write_region(folder, i, j, rec, ELEMENTS, path=tx.path(region_path(folder, i, j)))
+                files += [str(region_path(folder, i, j)), str(region_path(folder, i, j, ".npz"))]
+            else:
+                tx.remove(region_path(folder, i, j))
+                tx.remove(region_path(folder, i, j, ".npz"))
+        if regions:
+            for r in replaced:
+                known.pop(idents[r], None)
+            for r in populated_rows:
+                known[idents[r]] = dict(key=keys[r], regions=regions_of_key.get(keys[r], []),
+                                        obs_id=int(obs_ids[r]), source=str(abundance_layer_path))
+            _write_ledger(folder, led, path=tx.path(folder / LEDGER))
+            files.append(str(folder / LEDGER))
+            p.set(0.96, "writing the GIB point layer")
+            write_gib_points(folder, ELEMENTS, path=tx.path(folder / POINTS), override=new_records)
+            files.append(str(folder / POINTS))
+        if points_output is not None:
+            _write_points(tx.path(points_output), result,
+                          obs_ids[fp_rows] if fp_rows.size else np.zeros(0, np.int64), ELEMENTS)
+            files.append(str(points_output))
+        p.check()
     p.set(1.0, "GIB updated")
     return dict(footprints=N, populated=len(populated_rows), already_in_gib=already,
                 replaced=len([r for r in replaced if r in populated_rows]),
                 sub_footprints=int(fp_rows.size), regions_touched=regions, skipped=skipped,
-                element_skips=result.element_skips, files=files,
+                element_skips=result.element_skips, element_notes=result.element_notes, files=files,
                 threshold=None if thr is None else float(thr),
                 points_output=None if points_output is None else str(points_output))
 
@@ -387,15 +399,19 @@ def _write_points(path, res, obs_ids, elements):
     return geo.write_vector(path, pts, attrs)
 
 
-def write_gib_points(folder, elements=None):
-    """Rewrite ``gib_points.gpkg`` from all region sidecars of the GIB folder."""
+def write_gib_points(folder, elements=None, path=None, override=None):
+    """Rewrite ``gib_points.gpkg`` (or ``path``) from all region sidecars of the GIB folder;
+    ``override`` {(i, j): records} replaces the folder's records of those regions (a populate
+    whose new sidecars are still staged)."""
     from shapely.geometry import Point
     elements = tuple(elements or _elements())
     folder = Path(folder)
+    override = override or {}
     recs = []
-    for npz in sorted(folder.glob("gib_r*_c*.npz")):
-        i, j = (int(s[1:]) for s in npz.stem.split("_")[1:3])
-        rec = load_region_records(folder, i, j, len(elements))
+    found = {tuple(int(s[1:]) for s in npz.stem.split("_")[1:3]) for npz in folder.glob("gib_r*_c*.npz")}
+    for i, j in sorted(found | set(override)):
+        rec = override[(i, j)] if (i, j) in override else load_region_records(folder, i, j, len(elements))
+        rec = dict(rec)
         rec["region_i"] = np.full(rec["key"].size, i, np.int64)
         rec["region_j"] = np.full(rec["key"].size, j, np.int64)
         recs.append(rec)
@@ -407,6 +423,6 @@ def write_gib_points(folder, elements=None):
     attrs = _point_attrs(rec["obs_id"], rec["sub"], rec["n_sub"], rec["mare"], rec["mare_frac"],
                          rec["lat"], rec["lon"], rec["value"], rec["sigma"], elements)
     attrs.update(region_i=rec["region_i"], region_j=rec["region_j"], row=rec["row"], col=rec["col"])
-    path = folder / POINTS
+    path = path or folder / POINTS
     geo.write_vector(path, pts, attrs)
     return path

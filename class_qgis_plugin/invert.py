@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .choices import GAIN_FIT_MODES, STATISTICS
+from .choices import GAIN_FIT_MODES, STATISTICS, STYLE_PREFERENCE
 from .composition import (ELEMENTS, HIGHLAND_WT, MARE_WT, oxygen_fraction_coefficients)
 from .errors import ClassXRFError
 from .fitkernel import (batched_lm, chi_xspec, cstat, fisher, reduced_statistic, residual_terms,
@@ -130,8 +130,8 @@ MAX_REDCHI = 2.0
 #: a spectrum whose net counts in the fit range are below this many sigma is not fitted
 MIN_NET_SIGMA = 3.0
 
-#: elements to style an abundance layer by, best first among those the fits constrain as often
-STYLE_PREFERENCE = ("Al", "Mg", "Si", "Ca", "Fe", "Ti", "Na", "O")
+#: elements to style an abundance layer by, best first among those the fits constrain as often:
+#: :data:`choices.STYLE_PREFERENCE` (imported above; the QGIS glue reads it too)
 
 #: fit_flag codes and the reason each stands for (fit_note adds the numbers)
 FIT_FLAGS = {0: "ok", 1: "bad input row", 2: "solar spectrum is zero", 3: "response does not cover the fit range",
@@ -531,7 +531,8 @@ def _response_coverage(fm, fitmask, e_range):
 def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure_s, phase_deg=None,
                    e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, gain_fit="none",
                    gain_bounds=GAIN_BOUNDS, background_variance=None, statistic="cstat", max_rel_err=0.5,
-                   max_redchi=MAX_REDCHI, max_iter=60, tol=0.01, chunk=64, start=None, progress=None):
+                   max_redchi=MAX_REDCHI, max_iter=60, tol=0.01, chunk=64, start=None, bad_rows=None,
+                   progress=None):
     """Invert a batch of spectra.
 
     ``fm``: :class:`fpmodel.ForwardModel` whose solar spectra are one shared row or one row per
@@ -545,7 +546,7 @@ def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure
     gain. ``statistic``: what is minimised, ``"cstat"`` (the Poisson likelihood, default) or
     ``"chi"`` (XSPEC's chi with data variance, what an XSPEC fit with ``statistic chi`` minimises);
     both are reported. ``start``: optional (n, 8) wt% start; by default the best of five
-    mare/highland mixes.
+    mare/highland mixes. ``bad_rows``: {row: reason} of rows the caller could not read (flag 1).
 
     Spectra that cannot be inverted are flagged, not fitted or not trusted (:data:`FIT_FLAGS`):
     bad rows, a zero solar spectrum, a response that does not cover the range, net counts below
@@ -578,6 +579,8 @@ def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure
     phase = None if phase_deg is None else _as_angles(phase_deg, n, "phase_deg", finite=False)
     expo = _as_angles(exposure_s, n, "exposure_s", finite=False)
     flags, notes = np.zeros(n, int), [""] * n
+    for r, why in (bad_rows or {}).items():        # rows the caller could not read (named there)
+        flags[r], notes[r] = 1, why
     _row_checks(fm, d_all, inc, emi, phase, expo, notes, flags)
     fitmask = fm.response.channel_mask(*e_range)
     why = _response_coverage(fm, fitmask, e_range)
@@ -828,7 +831,8 @@ def _solar_rows(paths, progress):
 
 
 def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_offset=0.0, e_range=(0.9, 4.2),
-                 oxygen="stoichiometric", fit_norm=True, gain_fit="none", plot_dir=None, progress=None, **fit_kw):
+                 oxygen="stoichiometric", fit_norm=True, gain_fit="none", plot_dir=None, progress=None, place=None,
+                 **fit_kw):
     """Invert every spectrum of an observation layer (the co-add output, with the solar fit's columns).
 
     Reads ``pha_path``, ``solar_ang``, ``emis_ang``, ``exposure`` (and ``solar_file``, ``phase_ang``
@@ -840,7 +844,9 @@ def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_o
     fluorescence normalisation (see the module notes). Every spectrum is inverted with its own
     solar spectrum in one batched fit. Returns ``(columns, result)``: the columns to add (dict name ->
     array, :meth:`InversionResult.columns`) and the :class:`InversionResult`. With ``plot_dir`` a fit
-    plot ``fit_<obs_id>.png`` is written per spectrum.
+    plot ``fit_<obs_id>.png`` is written per spectrum (at ``place(path)`` when given: a
+    :class:`transact.Transaction`'s staging path). A row whose spectrum cannot be read is flagged
+    (1, the file and the problem in its note, named by its obs_id) and the others are inverted.
     """
     from . import geo, ogip
     from .fpmodel import ForwardModel
@@ -865,12 +871,21 @@ def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_o
     bk = np.zeros((n, rmf.n_channels))
     bk_var = np.zeros((n, rmf.n_channels))
     expo = np.asarray(attrs["exposure"], float)
+    ids = attrs.get("obs_id", np.arange(1, n + 1))
+    bad_rows = {}
     for r in range(n):
         if r % 50 == 0:
             p.set(0.1 * r / max(n, 1), "reading spectra")
             p.check()
-        pha = ogip.read_pha(_resolve(str(attrs["pha_path"][r]), base))
-        counts[r] = pha.counts_on_response(rmf.n_channels)
+        name = str(attrs["pha_path"][r]).strip()
+        try:
+            if name in ("", "None", "nan"):
+                raise ClassXRFError(layer, "pha_path is empty", key="pha_path")
+            pha = ogip.read_pha(_resolve(name, base))
+            counts[r] = pha.counts_on_response(rmf.n_channels)
+        except ClassXRFError as exc:         # a bad row is flagged and skipped; the others go on
+            bad_rows[r] = f"obs_id {ids[r]}: {exc}"
+            continue
         scale = (pha.exposure * np.asarray(pha.backscal, float)) / (bkg.exposure * np.asarray(bkg.backscal, float))
         bk[r] = bkg_counts * scale
         bk_var[r] = bkg_counts * scale ** 2
@@ -885,15 +900,15 @@ def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_o
         phase = np.where(np.isfinite(phase), phase, np.abs(inc - emi))
     fm = ForwardModel(rmf, arf, e, flux, gain_slope=gain_slope, gain_offset=gain_offset)
     res = invert_spectra(fm, counts, bk, inc, emi, expo, phase_deg=phase, e_range=e_range, oxygen=oxygen,
-                         fit_norm=fit_norm, gain_fit=gain_fit, background_variance=bk_var,
+                         fit_norm=fit_norm, gain_fit=gain_fit, background_variance=bk_var, bad_rows=bad_rows,
                          progress=subrange(p, 0.15, 0.95), **fit_kw)
     if note:
         res.notes.append(note)
     if plot_dir is not None:
-        ids = attrs.get("obs_id", np.arange(n))
         for r in range(n):
-            if r % 20 == 0:
-                p.check()
-            plot_fit(os.path.join(os.fspath(plot_dir), f"fit_{ids[r]}.png"), res, r)
+            p.check()
+            p.set(0.95 + 0.05 * r / max(n, 1), f"fit plot {r + 1}/{n}")
+            final = os.path.join(os.fspath(plot_dir), f"fit_{ids[r]}.png")
+            plot_fit(place(final) if place else final, res, r)
     p.set(1.0, "inversion done")
     return res.columns(), res

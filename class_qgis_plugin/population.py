@@ -218,50 +218,7 @@ def gradient_descent_population(a, D, mask=None, epochs=80, lam=1.0, mu=2.0, lr=
 
 
 # ============================================================================ geometry
-def _to_xyz(lat, lon):
-    la, lo = np.radians(lat), np.radians(lon)
-    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
-
-
-def _to_latlon(xyz):
-    xyz = xyz / np.linalg.norm(xyz, axis=-1, keepdims=True)
-    lat = np.degrees(np.arcsin(np.clip(xyz[..., 2], -1.0, 1.0)))
-    lon = np.degrees(np.arctan2(xyz[..., 1], xyz[..., 0]))
-    return lat, lon
-
-
-class TangentPlane:
-    """Azimuthal-equidistant plane (km) tangent to the lunar sphere at a centre unit vector."""
-
-    def __init__(self, p0, radius_km=MOON_RADIUS_KM):
-        p0 = np.asarray(p0, dtype=np.float64)
-        self.p0 = p0 / np.linalg.norm(p0)
-        self.R = float(radius_km)
-        z = np.array([0.0, 0.0, 1.0])
-        east = np.cross(z, self.p0)
-        if np.linalg.norm(east) < 1e-9:            # at a pole: any tangent direction will do
-            east = np.array([0.0, 1.0, 0.0])
-        self.e1 = east / np.linalg.norm(east)
-        self.e2 = np.cross(self.p0, self.e1)
-
-    def forward(self, xyz):
-        """Unit vectors (..., 3) -> plane coordinates (..., 2) km."""
-        cosc = np.clip(xyz @ self.p0, -1.0, 1.0)
-        c = np.arccos(cosc)
-        u, v = xyz @ self.e1, xyz @ self.e2
-        s = np.hypot(u, v)
-        k = np.where(s > 1e-15, self.R * c / np.where(s > 1e-15, s, 1.0), self.R)
-        return np.stack([k * u, k * v], axis=-1)
-
-    def inverse(self, xy):
-        """Plane coordinates (..., 2) km -> unit vectors (..., 3)."""
-        xy = np.asarray(xy, dtype=np.float64)
-        r = np.hypot(xy[..., 0], xy[..., 1])
-        c = r / self.R
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f = np.where(r > 1e-15, np.sin(c) / np.where(r > 1e-15, r, 1.0), 1.0 / self.R)
-        return (np.cos(c)[..., None] * self.p0 + (f * xy[..., 0])[..., None] * self.e1
-                + (f * xy[..., 1])[..., None] * self.e2)
+from .geo import TangentPlane, to_latlon as _to_latlon, to_xyz as _to_xyz  # noqa: E402  (one tangent plane)
 
 
 def _vertices(geom):
@@ -391,6 +348,7 @@ class Population:
     skipped: list = field(default_factory=list)          # [(footprint index, reason)]
     element_skips: dict = field(default_factory=dict)    # element -> count of footprints
     loss: np.ndarray = None      # (n_footprints,) ||C - D||^2 (NaN if skipped)
+    element_notes: dict = field(default_factory=dict)    # element -> why measured values were left out
 
 
 def populate_footprints(geometries, values, errors, ok=None, classifier=None, mare_wt=None,
@@ -427,6 +385,16 @@ def populate_footprints(geometries, values, errors, ok=None, classifier=None, ma
     ok = np.ones((N, K), bool) if ok is None else (np.asarray(ok, np.float64) == 1)
     usable = ok & np.isfinite(values) & (values >= 0) & np.isfinite(errors) & (errors > 0)
     element_skips = {el: int(np.sum(~usable[:, k])) for k, el in enumerate(elements)}
+    # say why a constrained value was left out (an error of 0 cannot weight a mean)
+    element_notes = {}
+    for k, el in enumerate(elements):
+        measured = ok[:, k] & np.isfinite(values[:, k])
+        why = [(measured & (values[:, k] < 0), "a negative value"),
+               (measured & np.isfinite(errors[:, k]) & (errors[:, k] <= 0), f"{el}_err = 0 (no weight for the mean)"),
+               (measured & ~np.isfinite(errors[:, k]), f"no finite {el}_err")]
+        parts = [f"{int(m.sum())} rows with {text}" for m, text in why if m.any()]
+        if parts:
+            element_notes[el] = f"{el} left out of {'; '.join(parts)}"
     skipped = []
     splits = [None] * N
     for i, geom in enumerate(geometries):
@@ -466,7 +434,8 @@ def populate_footprints(geometries, values, errors, ok=None, classifier=None, ma
     loss = np.full(N, np.nan)
     if not keep:
         return Population(*(np.zeros(0, t) for t in (int, int, int, float, float, np.int8, float)),
-                          np.zeros((0, K)), np.zeros((0, K)), sorted(skipped), element_skips, loss)
+                          np.zeros((0, K)), np.zeros((0, K)), sorted(skipped), element_skips, loss,
+                                element_notes=element_notes)
     nmax = max(len(fracs[i]) for i in keep)
     F = len(keep)
     mask = np.zeros((F, nmax), bool)
@@ -496,7 +465,7 @@ def populate_footprints(geometries, values, errors, ok=None, classifier=None, ma
         lon=np.concatenate([splits[i].lon for i in keep]),
         mare=mare[rr, cc], mare_frac=np.concatenate([fracs[i] for i in keep]),
         value=np.transpose(C, (0, 2, 1))[rr, cc], sigma=np.transpose(sig, (0, 2, 1))[rr, cc],
-        skipped=sorted(skipped), element_skips=element_skips, loss=loss)
+        skipped=sorted(skipped), element_skips=element_skips, loss=loss, element_notes=element_notes)
     p.set(1.0, "population solved")
     return out
 

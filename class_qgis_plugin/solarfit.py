@@ -395,16 +395,18 @@ def fit_plot(result, path):
     return path
 
 
-def write_fit_outputs(result, stem, plot=False):
+def write_fit_outputs(result, stem, plot=False, place=None):
     """Write ``<stem>.txt`` (I0 table, :func:`.solar_table.write_solar_table`), ``<stem>.json``
-    (parameters, errors, statistic, response) and, on request, ``<stem>.png``. Returns the table
-    path."""
+    (parameters, errors, statistic, response) and, on request, ``<stem>.png``; each at
+    ``place(path)`` when given (a :class:`transact.Transaction`'s staging path). Returns the
+    (final) table path."""
     from .solar_table import write_solar_table
+    place = place or (lambda path: path)
     table = stem + ".txt"
-    write_solar_table(table, result.energy_keV, result.i0)
-    _atomic_text(stem + ".json", json.dumps(result.summary(), indent=1, default=float))
+    write_solar_table(place(table), result.energy_keV, result.i0)
+    _atomic_text(place(stem + ".json"), json.dumps(result.summary(), indent=1, default=float))
     if plot:
-        fit_plot(result, stem + ".png")
+        fit_plot(result, place(stem + ".png"))
     return table
 
 
@@ -430,7 +432,7 @@ def _is_typeii(path):
 
 
 def fit_observations(t_start, t_end, xsm, out_dir, arf=None, rmf=None, two_temp=False,
-                     plot=False, obs_ids=None, progress=None):
+                     plot=False, obs_ids=None, progress=None, place=None):
     """Solar fit for each observation window (contract 4: ``t_start``/``t_end`` ISO UTC).
 
     ``xsm``: a folder of type I spectra (the one whose TSTART..TSTOP covers most of each window
@@ -438,7 +440,7 @@ def fit_observations(t_start, t_end, xsm, out_dir, arf=None, rmf=None, two_temp=
     each window), or one type I file (used for all). Writes per observation
     ``solar_<id>.txt/.json(/.png)`` in ``out_dir`` and returns a dict of columns: ``solar_file``,
     ``sol_T_MK``, ``sol_EM``, ``flare_cls``, ``goes_flux``, ``sol_stat`` (C-stat / dof);
-    observations without XSM data get ``""`` / NaN.
+    observations without XSM data get ``""`` / NaN. ``place``: see :func:`write_fit_outputs`.
     """
     p = as_progress(progress)
     t_start = list(t_start)
@@ -503,7 +505,7 @@ def fit_observations(t_start, t_end, xsm, out_dir, arf=None, rmf=None, two_temp=
         r = res[k]
         if k not in written:
             stem = os.path.join(out_dir, f"solar_{ids[i]}")
-            written[k] = write_fit_outputs(r, stem, plot=plot)
+            written[k] = write_fit_outputs(r, stem, plot=plot, place=place)
         cols["solar_file"].append(written[k])
         cols["sol_T_MK"].append(r.T_MK)
         cols["sol_EM"].append(r.EM)

@@ -29,35 +29,47 @@ def simulate(folder, seed=42, region=(3, 4), tracks=24, flare_class="C", rmf=Non
     from .simulate import SimulationConfig
     from .simulate import simulate as run
 
+    from . import transact
+
     use_real = bool(rmf and arf)
     cfg = SimulationConfig(seed=int(seed), region=tuple(int(v) for v in region), n_tracks=int(tracks),
                            flare_classes=(flare_class,), rmf=rmf if use_real else None,
                            arf=arf if use_real else None)
-    res = run(folder, cfg, progress=progress)
-    return _jsonable(dict(folder=res.folder, albedo=res.albedo, truth=res.truth, frames=res.frames_folder,
-                          xsm=res.xsm_folder, rmf=res.rmf, arf=res.arf, background=res.background,
-                          solar=res.solar_tables[flare_class], n_frames=res.n_frames))
+    transact.recover(folder)
+    with transact.Transaction(folder) as tx:      # the data set appears whole or not at all
+        staging = tx.tree(folder)
+        res = run(staging, cfg, progress=progress)
+
+    def final(path):
+        return os.path.join(os.path.abspath(os.fspath(folder)), os.path.relpath(os.fspath(path), staging))
+    return _jsonable(dict(folder=os.path.abspath(os.fspath(folder)), albedo=final(res.albedo), truth=final(res.truth),
+                          frames=final(res.frames_folder), xsm=final(res.xsm_folder), rmf=final(res.rmf),
+                          arf=final(res.arf), background=final(res.background),
+                          solar=final(res.solar_tables[flare_class]), n_frames=res.n_frames))
 
 
 def coadd(inputs, out_folder, out_layer, strategy="sliding", window=12, stride=1, flare_catalog=None,
           allowed_classes=("B", "C", "M"), respfile=None, ancrfile=None, backfile=None, make_background=False,
-          progress=None):
-    """classxrf:coadd: co-added PHA files in ``out_folder`` and the observation layer ``out_layer``."""
+          min_frames=None, progress=None):
+    """classxrf:coadd: co-added PHA files in ``out_folder`` and the observation layer ``out_layer``,
+    written together or not at all. The summary counts the frames no spectrum uses, by reason, with
+    examples (``unused``)."""
     from . import coadd as core
-    from . import geo
-    from .errors import ClassXRFError
 
     res = core.coadd_folder(inputs, out_folder, strategy=strategy, window=int(window), stride=int(stride),
                             flare_catalog=flare_catalog or None, allowed_classes=tuple(allowed_classes),
                             respfile=respfile or None, ancrfile=ancrfile or None, backfile=backfile or None,
-                            make_background=bool(make_background), progress=progress)
-    if not res.geometries:
-        where = inputs if isinstance(inputs, str) else f"{len(inputs)} files"
-        raise ClassXRFError(where, "no co-added spectrum: no window of contiguous frames passed the filters "
-                                   f"({res.n_frames_read} frames read, {res.n_frames_rejected} rejected)")
-    geo.write_vector(out_layer, res.geometries, res.attributes)
+                            make_background=bool(make_background),
+                            min_frames=None if min_frames in (None, "", 0) else int(min_frames),
+                            output_layer=out_layer, progress=progress)
+    import re
+    by_reason = {}
+    for path, why in res.unused:                  # grouped by the reason with its numbers taken out
+        key = re.sub(r"\d+(\.\d+)?", "N", why.split(" (")[0].split(":")[0])
+        by_reason.setdefault(key, []).append(f"{os.path.basename(path)}: {why}")
     return _jsonable(dict(layer=out_layer, n_spectra=len(res.geometries), background=res.background_path,
-                          n_read=res.n_frames_read, n_rejected=res.n_frames_rejected))
+                          n_read=res.n_frames_read, n_rejected=res.n_frames_rejected, n_unused=len(res.unused),
+                          unused={k: dict(n=len(v), examples=v[:3]) for k, v in by_reason.items()}))
 
 
 def solarfit(layer, out_layer, xsm, out_folder, arf=None, rmf=None, two_temp=False, plot=False, progress=None):
@@ -65,13 +77,19 @@ def solarfit(layer, out_layer, xsm, out_folder, arf=None, rmf=None, two_temp=Fal
     from . import geo
     from . import solarfit as core
 
+    from . import transact
+
     geoms, attrs, _ = geo.read_vector(layer)
     geo.require_columns(layer, attrs, ["t_start", "t_end"])
-    cols = core.fit_observations(attrs["t_start"], attrs["t_end"], xsm, out_folder, arf=arf or None,
-                                 rmf=rmf or None, two_temp=bool(two_temp), plot=bool(plot),
-                                 obs_ids=attrs.get("obs_id"), progress=progress)
-    attrs.update(cols)
-    geo.write_vector(out_layer, geoms, attrs)
+    for folder in (os.fspath(out_folder), os.path.dirname(os.path.abspath(os.fspath(out_layer)))):
+        transact.recover(folder)
+    with transact.Transaction(out_folder) as tx:    # the I0 tables and the layer appear together
+        cols = core.fit_observations(attrs["t_start"], attrs["t_end"], xsm, out_folder, arf=arf or None,
+                                     rmf=rmf or None, two_temp=bool(two_temp), plot=bool(plot),
+                                     obs_ids=attrs.get("obs_id"), progress=progress, place=tx.path)
+        attrs.update(cols)
+        geo.write_vector(tx.path(out_layer), geoms, attrs)
+        progress is None or progress.check()
     return dict(layer=os.fspath(out_layer), n=len(geoms),
                 n_missing=int(sum(1 for f in cols["solar_file"] if not f)))
 
@@ -86,16 +104,21 @@ def invert(layer, out_layer, rmf, arf, background, solar=None, gain_slope=1.0, g
     from . import invert as core
     from .composition import ELEMENTS
 
+    from . import transact
+
     geoms, attrs, _ = geo.read_vector(layer)
-    if plot_dir:
-        os.makedirs(plot_dir, exist_ok=True)
-    cols, res = core.invert_layer(layer, rmf=rmf, arf=arf, background=background, solar=solar or None,
-                                  gain_slope=float(gain_slope), gain_offset=float(gain_offset),
-                                  e_range=tuple(float(v) for v in e_range), oxygen=oxygen, fit_norm=bool(fit_norm),
-                                  gain_fit=gain_fit, statistic=statistic, plot_dir=plot_dir or None,
-                                  progress=progress)
-    attrs.update(cols)
-    geo.write_vector(out_layer, geoms, attrs)
+    root = os.path.dirname(os.path.abspath(os.fspath(out_layer)))
+    for folder in [root] + ([os.fspath(plot_dir)] if plot_dir else []):
+        transact.recover(folder)
+    with transact.Transaction(root) as tx:       # the layer and the plots appear together or not at all
+        cols, res = core.invert_layer(layer, rmf=rmf, arf=arf, background=background, solar=solar or None,
+                                      gain_slope=float(gain_slope), gain_offset=float(gain_offset),
+                                      e_range=tuple(float(v) for v in e_range), oxygen=oxygen,
+                                      fit_norm=bool(fit_norm), gain_fit=gain_fit, statistic=statistic,
+                                      plot_dir=plot_dir or None, progress=progress, place=tx.path)
+        attrs.update(cols)
+        geo.write_vector(tx.path(out_layer), geoms, attrs)
+        progress is None or progress.check()
     flagged = {}
     for code, note in zip(res.flag, res.note):
         if code:
@@ -130,16 +153,29 @@ def basemap(source, output, west=-180.0, progress=None):
                           bounds=res.bounds, crs=res.crs, overviews=res.overviews, copied=res.copied))
 
 
-def superresolve(gib, albedo, region, output, curve_output=None, settings=None, device="cpu", progress=None):
+def superresolve(gib, albedo, region, output, curve_output=None, settings=None, device="cpu", extent=None,
+                 progress=None):
     """classxrf:superresolve: the GATv2 + CNN hybrid map of region (i, j) from the GIB and the albedo.
 
-    ``gib``: the GIB folder (its ``gib_r{i}_c{j}.tif`` is used) or a region raster. Writes the
-    GeoTIFF (8 element bands + ``support_km``) and, when asked, the training curve CSV."""
+    ``gib``: the GIB folder (its ``gib_r{i}_c{j}.tif`` is used) or a region raster; ``extent``
+    (west, south, east, north, lunar degrees), when given, picks the region by its centre (an extent
+    reaching past a pole is an error, not a clamp). Writes the GeoTIFF (8 element bands +
+    ``support_km``) and, when asked, the training curve CSV."""
+    from . import geo
     from . import gib as gib_mod
     from .errors import ClassXRFError
-    from .superres.train import superresolve_region, write_superres_geotiff, write_training_curve
 
+    if extent is not None:
+        w, s, e, n = (float(v) for v in extent)
+        if not (-90.0 <= s <= n <= 90.0) or not all(np.isfinite([w, s, e, n])) or w > e:
+            raise ClassXRFError(None, f"the extent ({w:g}, {s:g}, {e:g}, {n:g}) is not on the Moon: latitudes must "
+                                      f"lie in -90..90 and west <= east", key="EXTENT")
+        region = geo.region_of(0.5 * (s + n), 0.5 * (w + e))
     i, j = (int(v) for v in region)
+    if not (0 <= i < geo.N_REGION_ROWS and 0 <= j < geo.N_REGION_COLS):
+        raise ClassXRFError(None, f"region ({i}, {j}) does not exist: i is 0..{geo.N_REGION_ROWS - 1}, j is "
+                                  f"0..{geo.N_REGION_COLS - 1}", key="REGION")
+    from .superres.train import superresolve_region, write_superres_geotiff, write_training_curve
     tif = gib_mod.region_path(gib, i, j) if os.path.isdir(gib) else gib
     if not os.path.exists(tif):
         raise ClassXRFError(tif, f"no GIB raster for region ({i}, {j}): populate footprints of that region first")

@@ -12,14 +12,16 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
+from ..class_qgis_plugin.choices import STYLE_PREFERENCE
 from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
 
 
 class PopulateAlgorithm(ClassXrfAlgorithm):
     ALG_NAME = "populate"
     DISPLAY = "Track population (GIB)"
-    GROUP = "3 Maps"
+    GROUP = "4 Abundance maps"
     GROUP_ID = "maps"
+    STEP = "4.1"
     HELP = """<p>Splits every inverted footprint into sub-footprints along its track and fills the
 <b>Global Information Bank</b> (GIB), the paper's "abundance population" step.</p>
 <ul>
@@ -39,10 +41,11 @@ mare mean where f &gt;= 0.5, else the highland mean.</li>
 <li>Sub-footprint values land on the 2 km pixel holding their centre in the region rasters of the 8 x 8 partition
 (342 x 682 pixels per region); several observations of a pixel are combined by inverse-variance weighting.</li>
 </ul>
-<p>The GIB folder holds one GeoTIFF per region (<i>gib_r{i}_c{j}.tif</i>, IAU_2015:30100: bands O..Fe in wt%, their
+<p>The GIB folder holds one GeoTIFF per region (<i>gib_r{i}_c{j}.tif</i>, ESRI:104903: bands O..Fe in wt%, their
 1-sigma errors, and the observation count), exact sidecars and a ledger so that re-running with the same inputs
 changes nothing and new observations update only the pixels they touch.</p>
-<h3>Outputs</h3><p>The GIB folder, the point layer of this run's sub-footprints (graduated by the chosen element),
+<h3>Outputs</h3><p>The GIB folder, the point layer of this run's sub-footprints (graduated by the element with the
+most values: an element the inversion could not constrain, often Fe, is NULL throughout),
 the number of sub-footprints and the regions touched.</p>"""
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -76,8 +79,11 @@ the number of sub-footprints and the regions touched.</p>"""
             prior=self.parameterAsEnumString(parameters, "PRIOR", context)), feedback)
         for obs, reason in summary["skipped"]:
             feedback.reportError(f"footprint {obs} skipped: {reason}", fatalError=False)
+        for el, note in summary.get("element_notes", {}).items():
+            feedback.pushWarning(note)
         feedback.pushInfo(f"{summary['sub_footprints']} sub-footprints from {summary['populated']} footprints; "
                           f"{summary['already_in_gib']} already in the GIB; regions {summary['regions_touched']}")
-        style_on_load(context, out, GraduatedStyle("Fe", ramp="Spectral", invert=True))
+        # the element with the most values (an unconstrained element, often Fe, is NULL throughout)
+        style_on_load(context, out, GraduatedStyle(STYLE_PREFERENCE, ramp="Spectral", invert=True, pick="most_values"))
         return {"GIB_FOLDER": folder, "OUTPUT": out, "N_SUB": summary["sub_footprints"],
                 "REGIONS": ";".join(f"{i},{j}" for i, j in summary["regions_touched"])}

@@ -14,14 +14,13 @@ from qgis.core import (
 
 from .base import ClassXrfAlgorithm, RasterStyle, require, run_core, style_on_load
 
-ELEMENTS = ["O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"]
-
 
 class SuperResolveAlgorithm(ClassXrfAlgorithm):
     ALG_NAME = "superresolve"
     DISPLAY = "Super-resolve region (GATv2 + CNN)"
-    GROUP = "3 Maps"
+    GROUP = "4 Abundance maps"
     GROUP_ID = "maps"
+    STEP = "4.2"
     HELP = """<p>The paper's "abundance generalisation": learns, for one region of the 8 x 8 partition, the map
 from surface characteristics and position to abundances from the sparse Global Information Bank, and predicts
 every 2 km pixel (342 x 682).</p>
@@ -63,8 +62,9 @@ kriging and kriging with the albedo drift on every element (README, Figures).
 size, number of features, hidden sizes, loss weights, drift, residual kriging, kriging_points, variogram_lags,
 net_validation, net_min_gain, footprint_loss, footprint_kriging; unknown names are refused).</p>
 <h3>Outputs</h3>
-<p>A GeoTIFF of the region in IAU_2015:30100, one band per element (wt%) and a support band (km to the nearest observed
-pixel: large values mean extrapolation), loaded with a colour ramp; the training curve as CSV.</p>"""
+<p>A GeoTIFF of the region in ESRI:104903, one band per element (wt%) and a support band (km to the nearest observed
+pixel: large values mean extrapolation), loaded with a colour ramp on the element band with the most valid pixels
+(an element never observed is nodata throughout); the training curve as CSV.</p>"""
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(
@@ -104,14 +104,13 @@ pixel: large values mean extrapolation), loaded with a colour ramp; the training
         require("numpy", "torch", "torch_geometric", "torch_optimizer", "rasterio")
         i = self.parameterAsInt(parameters, "REGION_I", context)
         j = self.parameterAsInt(parameters, "REGION_J", context)
+        extent = None
         if parameters.get("EXTENT"):
             crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
             if crs.isValid() and not crs.isGeographic():
                 raise QgsProcessingException(f"The extent must be in a lunar geographic CRS (got {crs.authid()})")
-            c = self.parameterAsExtent(parameters, "EXTENT", context).center()
-            lat, lon = c.y(), ((c.x() + 180.0) % 360.0) - 180.0
-            i = min(max(int((90.0 - lat) // 22.5), 0), 7)
-            j = min(max(int((lon + 180.0) // 45.0), 0), 7)
+            e = self.parameterAsExtent(parameters, "EXTENT", context)
+            extent = [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()]   # the core picks the region
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         if not out.lower().endswith((".tif", ".tiff")):
             raise QgsProcessingException(f"{out}: the output must be a GeoTIFF (.tif)")
@@ -133,10 +132,11 @@ pixel: large values mean extrapolation), loaded with a colour ramp; the training
         feedback.pushInfo(f"region ({i}, {j})")
         res = run_core("superresolve", dict(
             gib=self.parameterAsFile(parameters, "GIB", context),
-            albedo=self.parameterAsFile(parameters, "ALBEDO", context), region=[i, j], output=out,
+            albedo=self.parameterAsFile(parameters, "ALBEDO", context), region=[i, j], extent=extent, output=out,
             curve_output=curve, settings=settings,
             device=self.parameterAsEnumString(parameters, "DEVICE", context)), feedback)
-        style_on_load(context, out, RasterStyle(ELEMENTS.index("Fe") + 1, ramp="Spectral"))
+        # the element band with the most valid pixels (an element never observed is nodata throughout)
+        style_on_load(context, out, RasterStyle("most_values", ramp="Spectral"))
         result = {"OUTPUT": out, "N_OBSERVED": res["n_observed"]}
         if curve:
             result["CURVE"] = curve

@@ -51,8 +51,13 @@ def test_gap_free_run_coadds_to_exact_96s_sum(sliding_20240123):
         assert hd["STARTIME"] == "2024-01-23T03:32:22.609"
         assert hd["ENDTIME"] == "2024-01-23T03:33:58.609"
         assert hd["MID_UTC"] == "2024-01-23T03:33:10.609"
-        for key in ("SAT_ALT", "SOLARANG", "PHASEANG", "EMISNANG", "BORE_LAT"):
+        for key in ("SAT_ALT", "SOLARANG", "PHASEANG", "EMISNANG"):
             assert hd[key] == pytest.approx(np.mean([f[3][key] for f in run]), rel=1e-9)
+        # the boresight: the mean direction (mean of the unit vectors), by hand
+        la, lo = (np.radians([f[3][k] for f in run]) for k in ("BORE_LAT", "BORE_LON"))
+        v = np.array([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)]).mean(axis=1)
+        assert hd["BORE_LAT"] == pytest.approx(np.degrees(np.arcsin(v[2] / np.linalg.norm(v))), abs=1e-9)
+        assert hd["BORE_LON"] == pytest.approx(np.degrees(np.arctan2(v[1], v[0])), abs=1e-9)
         assert hd["RESPFILE"] == "class_rmf_v1_2048ch.rmf" and hd["ANCRFILE"] == "class_arf_v1.arf"
         assert hd["PROGRAM"] == coadd.PROGRAM_NAME
         # this pass goes north (latitude grows with time) and V0/V3 are the north edge of each
@@ -314,3 +319,174 @@ def test_bad_file_in_folder_names_it(tmp_path):
     assert len(res.pha_paths) == 1 and "zz_broken.fits" in res.skipped[0][0]
     with pytest.raises(ClassXRFError, match="STRATEGY"):
         coadd.coadd_folder(tmp_path / "in", tmp_path / "out", strategy="nope")
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class _CancelAfter(Progress):
+    """Cancels at the n-th check (reading frames, planning, writing spectra)."""
+
+    def __init__(self, n, phase=None):
+        self.n, self.phase, self.seen, self.msg = n, phase, 0, ""
+
+    def set(self, fraction, message=None):
+        self.msg = message or self.msg
+
+    @property
+    def cancelled(self):
+        if self.phase and self.phase not in self.msg:
+            return False
+        self.seen += 1
+        return self.seen > self.n
+
+
+@pytest.mark.parametrize("phase", [None, "writing spectrum"])
+def test_cancel_while_reading_or_writing_leaves_an_existing_result_untouched(tmp_path, phase):
+    """Cancelled while reading the frames or while writing the spectra, over an earlier result: the
+    output folder and the layer hold exactly what they held (no PHA added or rewritten, no layer)."""
+    rng = np.random.default_rng(8)
+    _write_frames(tmp_path / "in", [rng.poisson(2.0, 2048).astype(float) for _ in range(40)],
+                  datetime(2020, 1, 1, tzinfo=timezone.utc))
+    out = tmp_path / "out"
+    coadd.coadd_folder(tmp_path / "in", out, window=12, stride=12, output_layer=out / "obs.gpkg")
+    before = _tree(out)
+    with pytest.raises(Cancelled):
+        coadd.coadd_folder(tmp_path / "in", out, window=4, stride=1, output_layer=out / "obs.gpkg",
+                           progress=_CancelAfter(0, phase))   # the first check: reading; or while writing
+    assert _tree(out) == before
+
+
+def test_a_run_killed_while_committing_is_completed_by_the_next_run(tmp_path):
+    """kill -9 in the middle of moving the staged spectra into place: the next co-add into that
+    folder first completes the interrupted one (the folder then holds its whole result), then writes
+    its own; nothing of the staging is left."""
+    import signal
+    import subprocess
+    import sys
+    from class_qgis_plugin import transact
+    rng = np.random.default_rng(9)
+    _write_frames(tmp_path / "in", [rng.poisson(2.0, 2048).astype(float) for _ in range(24)],
+                  datetime(2020, 1, 1, tzinfo=timezone.utc))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = (f"import os, signal, sys\nsys.path.insert(0, {root!r})\nfrom class_qgis_plugin import coadd, transact\n"
+              "real, n, commit = os.replace, [0], transact.Transaction.commit\n"
+              "def rep(a, b):\n    n[0] += 1\n    if n[0] == 5: os.kill(os.getpid(), signal.SIGKILL)\n    real(a, b)\n"
+              "def patched(self):\n    os.replace = rep\n    commit(self)\n"
+              "transact.Transaction.commit = patched\n"
+              f"coadd.coadd_folder({str(tmp_path / 'in')!r}, {str(tmp_path / 'out')!r}, window=4, stride=4, "
+              f"output_layer={str(tmp_path / 'out' / 'obs.gpkg')!r})\n")
+    proc = subprocess.run([sys.executable, "-c", script])
+    assert proc.returncode == -signal.SIGKILL
+    assert any(p.name.startswith(transact.PREFIX) for p in (tmp_path / "out").iterdir())
+    transact.recover(tmp_path / "out")
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len([n for n in names if n.endswith(".fits")]) == 6 and "obs.gpkg" in names
+    assert not any(n.startswith(transact.PREFIX) for n in names)
+
+
+def test_output_folder_errors_are_one_clear_sentence(tmp_path):
+    rng = np.random.default_rng(1)
+    _write_frames(tmp_path / "in", [rng.poisson(2.0, 2048).astype(float) for _ in range(4)],
+                  datetime(2020, 1, 1, tzinfo=timezone.utc))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ClassXRFError, match=r"afile: the output folder is a file"):
+        coadd.coadd_folder(tmp_path / "in", tmp_path / "afile", window=4)
+    with pytest.raises(ClassXRFError, match=r"/proc/classxrf_no.*cannot create the output folder"):
+        coadd.coadd_folder(tmp_path / "in", "/proc/classxrf_no/out", window=4)
+    # a layer that cannot be written (its name is taken by a folder): nothing is written at all
+    (tmp_path / "taken.gpkg").mkdir()
+    with pytest.raises(ClassXRFError, match="taken.gpkg"):
+        coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=4, output_layer=tmp_path / "taken.gpkg")
+    assert not (tmp_path / "out").exists() or not any(p.suffix == ".fits" for p in (tmp_path / "out").iterdir())
+
+
+def test_every_frame_not_used_is_reported_with_its_reason(tmp_path):
+    """A 1024-channel frame inside a run of 2048-channel frames breaks the run: the frames that fall
+    out are each reported (fewer than MIN_FRAMES, the change of channel count named); a duplicate
+    file with the same counts is reported as a duplicate; with other counts it is an error naming
+    both files."""
+    rng = np.random.default_rng(6)
+    spectra = [rng.poisson(2.0, 2048).astype(float) for _ in range(8)]
+    spectra[5] = rng.poisson(4.0, 1024).astype(float)
+    t0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    _write_frames(tmp_path / "in", spectra, t0)
+    res = coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=4, stride=4)
+    assert res.attributes["n_frames"] == [4]
+    why = dict(res.unused)
+    assert len(why) == 4 and all("fewer than MIN_FRAMES = 4" in w for w in why.values())
+    assert sum("1024 channels among 2048-channel frames" in w for w in why.values()) == 1
+    # the same frame twice with the same counts, then with other counts
+    src = sorted((tmp_path / "in").glob("*.fits"))[0]
+    dup = tmp_path / "in" / "zz_copy.fits"
+    dup.write_bytes(src.read_bytes())
+    res2 = coadd.coadd_folder(tmp_path / "in", tmp_path / "out2", window=4, stride=4)
+    assert "a duplicate" in dict(res2.unused)[str(dup)]
+    with fits.open(dup, mode="update") as h:
+        h[1].data["COUNTS"][10] += 5
+    with pytest.raises(ClassXRFError, match=r"zz_copy.fits.*same interval.*different counts"):
+        coadd.coadd_folder(tmp_path / "in", tmp_path / "out3", window=4)
+
+
+def test_scattered_frames_say_what_to_change_and_min_frames_one_keeps_each(tmp_path):
+    rng = np.random.default_rng(7)
+    _write_frames(tmp_path / "in", [rng.poisson(2.0, 2048).astype(float) for _ in range(5)],
+                  datetime(2020, 1, 1, tzinfo=timezone.utc), gaps=(1, 2, 3, 4))
+    with pytest.raises(ClassXRFError, match=r"longest run of contiguous frames has 1.*lower MIN_FRAMES to 1"):
+        coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=12)
+    res = coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=12, min_frames=1)
+    assert res.attributes["n_frames"] == [1] * 5 and res.attributes["exposure"] == [8.0] * 5
+
+
+def test_a_window_over_the_pole_gets_the_frames_union_and_a_3d_mean_boresight():
+    """Frames of a pass over the north pole (along the 0 / 180 deg meridian): the co-added
+    footprint's area on the sphere equals the union of the frames' quadrilaterals measured in a polar
+    Lambert equal-area projection (pyproj; built independently from the corners), where merging in
+    lon/lat overstates it; the boresight is the mean direction (the pole), not the mean of latitudes
+    and longitudes."""
+    from types import SimpleNamespace
+    from pyproj import Transformer
+    from shapely.geometry import Polygon
+    from shapely.ops import unary_union
+    from class_qgis_plugin import geo
+    R = geo.MOON_RADIUS_KM
+    frames = []
+    for t in np.radians(np.linspace(88.3, 91.7, 9)):        # centres 0.425 deg (12.9 km) apart
+        p = np.array([np.cos(t), 0.0, np.sin(t)])
+        along, across = np.array([-np.sin(t), 0.0, np.cos(t)]), np.array([0.0, 1.0, 0.0])
+        corners = [p + (sa * 6.45 * along + sc * 6.25 * across) / R for sa, sc in ((1, 1), (1, -1), (-1, -1), (-1, 1))]
+        lat, lon = geo.to_latlon(np.array(corners))
+        blat, blon = geo.to_latlon(p)
+        frames.append(SimpleNamespace(corner_lat=lat, corner_lon=lon, bore_lat=float(blat), bore_lon=float(blon)))
+    ours = geo.footprint_area_km2(coadd._footprint(frames))
+    tr = Transformer.from_proj(f"+proj=longlat +R={R * 1000:.0f}", f"+proj=laea +lat_0=90 +lon_0=0 +R={R * 1000:.0f} "
+                               "+units=km", always_xy=True)
+    quads = [Polygon(zip(*tr.transform(f.corner_lon, f.corner_lat))) for f in frames]
+    truth = unary_union(quads).area
+    assert truth == pytest.approx(12.5 * (8 * 0.425 * np.pi / 180 * R + 12.9), rel=0.02)   # strip by hand
+    assert ours == pytest.approx(truth, rel=0.01)
+    lonlat = geo.union_footprints([geo.footprint_polygon(f.corner_lat, f.corner_lon) for f in frames])
+    assert geo.footprint_area_km2(lonlat) > 1.05 * truth      # what merging in lon/lat gives (+8 % here)
+    lat, lon = coadd.mean_direction([f.bore_lat for f in frames], [f.bore_lon for f in frames])
+    assert lat == pytest.approx(90.0, abs=1e-6)
+    naive = np.mean([f.bore_lat for f in frames])
+    assert naive < 89.4                                        # the mean of latitudes is off the pole
+
+
+def test_frames_without_a_footprint_are_reported_and_empty_geometries_refused(tmp_path):
+    from shapely.geometry import Polygon
+    from class_qgis_plugin import geo
+    rng = np.random.default_rng(12)
+    _write_frames(tmp_path / "in", [rng.poisson(2.0, 2048).astype(float) for _ in range(5)],
+                  datetime(2020, 1, 1, tzinfo=timezone.utc))
+    last = sorted((tmp_path / "in").glob("*.fits"))[-1]
+    with fits.open(last, mode="update") as h:
+        for i in range(4):
+            h[1].header[f"V{i}_LAT"] = 0.0
+            h[1].header[f"V{i}_LON"] = 0.0
+    res = coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=4, output_layer=tmp_path / "obs.gpkg")
+    assert res.attributes["n_frames"] == [4] and "no footprint" in dict(res.unused)[str(last)]
+    with pytest.raises(ClassXRFError, match=r"bad.gpkg: obs_id 7 has an empty footprint"):
+        geo.write_vector(tmp_path / "bad.gpkg", [Polygon([(0, 0), (1, 0), (1, 1)]), Polygon()],
+                         dict(obs_id=np.array([6, 7])))

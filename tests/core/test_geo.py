@@ -53,7 +53,7 @@ def test_geotiff_crs_round_trip(tmp_path):
     data[0, 0, 0] = np.nan
     p = geo.write_geotiff(tmp_path / "a.tif", data, 10.0, 5.0, 0.1, 0.1, band_names=["Mg", "Al"])
     with rasterio.open(p) as src:
-        assert src.crs.to_string() == "IAU_2015:30100"
+        assert src.crs.to_string() == "ESRI:104903"
         assert src.descriptions == ("Mg", "Al")
     back, meta = geo.read_geotiff(p)
     assert np.isnan(back[0, 0, 0])
@@ -61,7 +61,7 @@ def test_geotiff_crs_round_trip(tmp_path):
     assert meta["west"] == pytest.approx(10.0) and meta["north"] == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("ext", [".gpkg", ".shp"])
+@pytest.mark.parametrize("ext", [".gpkg", ".shp", ".geojson"])
 def test_vector_round_trip_keeps_lunar_crs(tmp_path, ext):
     from pyproj import CRS
     polys = [Polygon([(0, 0), (1, 0), (1, 1), (0, 1)]), geo.footprint_polygon([1, -1, -1, 1], [179.5, 179.5, -179.5, -179.5])]
@@ -73,6 +73,9 @@ def test_vector_round_trip_keeps_lunar_crs(tmp_path, ext):
     c = CRS.from_user_input(crs)
     assert c.is_geographic
     assert c.ellipsoid.semi_major_metre == pytest.approx(1737400.0)
+    # one CRS for rasters and vectors, read back with its id (QGIS's side: tests/qgis/test_crs.py)
+    assert geo.LUNAR_RASTER_CRS == geo.LUNAR_VECTOR_CRS == "ESRI:104903"
+    assert c.to_authority() == ("ESRI", "104903")
 
 
 def test_vector_refuses_long_shapefile_names_and_keeps_old_file(tmp_path):
@@ -96,3 +99,19 @@ def test_footprint_around_the_pole_is_closed_along_the_pole():
     assert minx == pytest.approx(-180.0) and maxx == pytest.approx(180.0)
     # in lon/lat, the cap covers every longitude from the ring's lowest latitude to the pole
     assert g.contains(__import__("shapely").Point(0.0, 90.0 - d / 2 + 0.3 * d))
+
+
+def test_superresolve_refuses_an_extent_off_the_moon_and_a_region_that_does_not_exist(tmp_path):
+    """An extent reaching past a pole (or west > east) is an error naming EXTENT, not a silent clamp
+    to region (0, 0); so is a region index outside 0..7; an extent on the Moon picks its region by
+    its centre (here 10 E, 30 N: region (2, 4))."""
+    from class_qgis_plugin import tasks
+    from class_qgis_plugin.errors import ClassXRFError
+    with pytest.raises(ClassXRFError, match="EXTENT.*not on the Moon"):
+        tasks.superresolve(str(tmp_path), "albedo.tif", (0, 0), str(tmp_path / "o.tif"), extent=[0, 80, 10, 100])
+    with pytest.raises(ClassXRFError, match="EXTENT"):
+        tasks.superresolve(str(tmp_path), "albedo.tif", (0, 0), str(tmp_path / "o.tif"), extent=[20, 0, 10, 5])
+    with pytest.raises(ClassXRFError, match=r"REGION.*\(9, 2\) does not exist"):
+        tasks.superresolve(str(tmp_path), "albedo.tif", (9, 2), str(tmp_path / "o.tif"))
+    with pytest.raises(ClassXRFError, match=r"no GIB raster for region \(2, 4\)"):
+        tasks.superresolve(str(tmp_path), "albedo.tif", (0, 0), str(tmp_path / "o.tif"), extent=[5, 25, 15, 35])

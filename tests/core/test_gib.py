@@ -81,7 +81,7 @@ def test_populate_incremental_idempotent_and_exact(tmp_path):
     assert data.shape == (17, geo.REGION_ROWS, geo.REGION_COLS)
     import rasterio
     with rasterio.open(tif) as ds:
-        assert ds.crs.to_string() == "IAU_2015:30100"
+        assert ds.crs.to_string() == "ESRI:104903"
         assert ds.nodata == -9999.0 and ds.descriptions[16] == "n_obs"
     assert np.nansum(data[16]) == 16
     # the same inputs again: nothing changes, not a byte
@@ -148,3 +148,106 @@ def test_bad_abundance_layer_names_the_column(tmp_path):
     geo.write_vector(path, geoms, {"obs_id": np.array([1]), "O": np.array([44.0])})
     with pytest.raises(ClassXRFError, match="O_err"):
         populate_layer(path, _WestMare(), tmp_path / "gib")
+
+
+def _gib_state(folder):
+    """Everything a GIB folder holds, value for value: rasters' arrays, sidecars' arrays, the ledger,
+    point layers' geometries and attributes (a GeoPackage stores write times, so not bytes)."""
+    import json
+    from pathlib import Path
+    out = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.suffix == ".tif":
+            data, meta = geo.read_geotiff(p)
+            out[p.name] = (np.nan_to_num(data, nan=-1).tobytes(), meta["crs"])
+        elif p.suffix == ".npz":
+            with np.load(p) as z:
+                out[p.name] = {k: z[k].tobytes() for k in sorted(z.files)}
+        elif p.suffix == ".json":
+            out[p.name] = json.loads(p.read_text())
+        elif p.suffix == ".gpkg":
+            g, a, _ = geo.read_vector(p)
+            out[p.name] = ([x.wkb for x in g], {k: np.asarray(v).tobytes() for k, v in sorted(a.items())})
+        else:
+            out[p.name] = p.read_bytes()
+    return out
+
+
+KILL_SCRIPT = r"""
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import numpy as np
+from class_qgis_plugin import gib
+class WestMare:
+    path = "west-mare"
+    def mare_flag(self, lat, lon):
+        return np.where(np.asarray(lon) < 30.0, 1, 0).astype(np.int8)
+kill_at = int(sys.argv[1])
+real, n = os.replace, [0]
+def rep(a, b):
+    n[0] += 1
+    if n[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(a, b)
+os.replace = rep
+gib.populate_layer(sys.argv[2], WestMare(), sys.argv[3], points_output=sys.argv[4])
+print("REPLACES", n[0])
+"""
+
+
+def test_a_populate_killed_at_any_point_leaves_the_old_or_the_new_gib(tmp_path):
+    """kill -9 of a populate after each of its file moves (the staged raster, sidecar, ledger and
+    point layers, the journal, each move of the commit): the GIB (after the next run's recovery)
+    equals the GIB before, or the GIB after an uninterrupted run, value for value; populating again
+    then gives exactly the uninterrupted GIB (no double counting)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[2])
+    centres = [(-5.0 + 0.8 * k, 20.0 + 3.0 * k) for k in range(6)]
+    rng = np.random.default_rng(4)
+    a = 0.5 * (MARE_WT + HIGHLAND_WT)
+    values = np.tile(a, (6, 1)) * rng.normal(1, 0.05, (6, 8))
+    old_layer = _layer(tmp_path / "old.gpkg", centres[:3], values[:3])
+    new_layer = _layer(tmp_path / "new.gpkg", centres, values)
+    base = tmp_path / "base"
+    populate_layer(old_layer, _WestMare(), base / "gib", points_output=base / "points.gpkg")
+    old_state = _gib_state(base / "gib")
+    ref = tmp_path / "ref"
+    shutil.copytree(base, ref)
+    run = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=root), "0", str(new_layer), str(ref / "gib"),
+                          str(ref / "points.gpkg")], capture_output=True, text=True, check=True)
+    n_replaces = int(run.stdout.split("REPLACES")[1])
+    new_state = _gib_state(ref / "gib")
+    assert new_state != old_state and n_replaces >= 8
+    outcomes = set()
+    for k in range(1, n_replaces + 1):
+        work = tmp_path / f"k{k}"
+        shutil.copytree(base, work)
+        proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=root), str(k), str(new_layer),
+                               str(work / "gib"), str(work / "points.gpkg")], capture_output=True)
+        assert proc.returncode == -9, (k, proc.stderr[-500:])
+        from class_qgis_plugin import transact
+        transact.recover(work / "gib")
+        transact.recover(work)
+        state = _gib_state(work / "gib")
+        assert state in (old_state, new_state), k
+        outcomes.add("old" if state == old_state else "new")
+        subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=root), "0", str(new_layer), str(work / "gib"),
+                        str(work / "points.gpkg")], capture_output=True, check=True)
+        assert _gib_state(work / "gib") == new_state, k
+        shutil.rmtree(work)
+    assert outcomes == {"old", "new"}
+
+
+def test_an_element_with_zero_error_is_left_out_and_said_so(tmp_path):
+    """A row whose Fe_err is 0 (an exact value cannot weight an inverse-variance mean) is left out of
+    Fe's population, and the summary says how many rows and why; the other elements are populated."""
+    centres = [(-5.0, 20.0), (-4.0, 23.0)]
+    errors = np.full((2, 8), 0.4)
+    errors[1, ELEMENTS.index("Fe")] = 0.0
+    lay = _layer(tmp_path / "a.gpkg", centres, errors=errors)
+    s = populate_layer(lay, _WestMare(), tmp_path / "gib")
+    assert s["element_notes"] == {"Fe": "Fe left out of 1 rows with Fe_err = 0 (no weight for the mean)"}
+    assert s["element_skips"]["Fe"] == 1 and s["element_skips"]["Al"] == 0 and s["populated"] == 2

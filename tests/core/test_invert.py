@@ -425,3 +425,50 @@ def test_cli_invert_runs_the_stage_with_a_fitted_gain(tmp_path, capsys):
     assert cli.main(bad) == 2
     err = capsys.readouterr().err
     assert "missing.rmf" in err and "Traceback" not in err
+
+
+@pytest.mark.realdata
+def test_bad_rows_are_flagged_by_obs_id_and_a_cancel_leaves_nothing(tmp_path):
+    """Rows whose spectrum is missing or whose pha_path is empty, and a row with an emission angle of
+    95 deg, are flagged and named by their obs_id; the good rows are inverted. Cancelled while
+    reading or while writing the fit plots, tasks.invert leaves neither the layer nor any plot."""
+    from shapely.geometry import box
+    from class_qgis_plugin import geo, tasks
+    from class_qgis_plugin.errors import Cancelled
+    from class_qgis_plugin.progress import Progress
+    d = shared_data("class", "x2abund_test")
+    src = str(d / "ch2_cla_l1_20210827T210316000_20210827T210332000_1024.fits")
+    layer = tmp_path / "obs.gpkg"
+    geo.write_vector(layer, [box(k, 0, k + 1, 1) for k in range(5)],
+                     dict(obs_id=np.array([11, 12, 13, 14, 15]),
+                          pha_path=[src, str(tmp_path / "gone.fits"), "", src, src],
+                          solar_ang=np.full(5, 64.55), emis_ang=np.array([0.0, 0.0, 0.0, 95.0, 0.0]),
+                          exposure=np.full(5, 16.0)))
+    kw = dict(rmf=str(d / "class_rmf_v1.rmf"), arf=str(d / "class_arf_v1.arf"),
+              background=str(d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits"),
+              solar=str(d / "modelop_20210827T210316000_20210827T210332000.txt"), gain_slope=1.0043,
+              gain_offset=0.0316)
+    summary = tasks.invert(str(layer), str(tmp_path / "abund.gpkg"), **kw)
+    a = geo.read_vector(tmp_path / "abund.gpkg")[1]
+    assert a["fit_flag"].tolist() == [0, 1, 1, 1, 0] and summary["n_fitted"] == 2
+    assert "obs_id 12" in a["fit_note"][1] and "gone.fits" in a["fit_note"][1] and "not found" in a["fit_note"][1]
+    assert "obs_id 13" in a["fit_note"][2] and "pha_path is empty" in a["fit_note"][2]
+    assert "emission angle" in a["fit_note"][3] and np.isnan(a["Al"][3]) and np.isfinite(a["Al"][0])
+
+    class CancelAt(Progress):
+        def __init__(self, text):
+            self.text, self.msg = text, ""
+
+        def set(self, fraction, message=None):
+            self.msg = message or self.msg
+
+        @property
+        def cancelled(self):
+            return self.text in self.msg
+    for phase in ("reading spectra", "fit plot 2"):
+        out = tmp_path / f"cancel_{phase[:4]}"
+        out.mkdir()
+        with pytest.raises(Cancelled):
+            tasks.invert(str(layer), str(out / "abund.gpkg"), plot_dir=str(out / "plots"), progress=CancelAt(phase),
+                         **kw)
+        assert sorted(p.name for p in out.rglob("*")) in ([], ["plots"]), list(out.rglob("*"))
