@@ -20,7 +20,9 @@ purpose: none (planimetric) or an explicit lunar ``PARAMETER:a:b``.
 
 No numpy here: the provider imports this module when the plugin loads.
 """
-from qgis.core import QgsEllipsoidUtils, QgsProject
+import re
+
+from qgis.core import Qgis, QgsEllipsoidUtils, QgsMessageLog, QgsProject
 
 from ..class_qgis_plugin.choices import LUNAR_ELLIPSOID
 
@@ -51,15 +53,67 @@ def lunar_ellipsoid(project):
     return True
 
 
+def is_lunar(crs):
+    """True when ``crs`` is defined on a body of the Moon's radius."""
+    if crs is None or not crs.isValid():
+        return False
+    p = QgsEllipsoidUtils.ellipsoidParameters(crs.ellipsoidAcronym())
+    return p.valid and _lunar(p.semiMajor)
+
+
+_NO_TRANSFORM = re.compile(r"^No transform available between (.+?) and (.+)$")
+
+
+def dismiss_switch_messages(lunar_authid):
+    """When a project changes from an Earth CRS to a lunar one, QGIS 3.22 desktop tries to carry the
+    previous view and its ellipsoid over and reports, in red, "No transform available between
+    ESRI:104903 and EPSG:4326" (and "... and Custom CRS", the WGS 84 ellipsoid's CRS): there is no
+    transform between bodies, and none is needed (measured: the message comes with any lunar CRS,
+    even on an empty project whose canvas has no extent; "EPSG:4326 and Custom CRS" comes when the
+    lunar sphere becomes the ellipsoid while the old CRS is still set). Those messages, and only
+    those (one side the lunar CRS or the ellipsoid's "Custom CRS"), are moved from the message bar to the message log
+    (tab "CLASS lunar XRF") in the few seconds after the switch, with the reason. Desktop only."""
+    try:
+        from qgis.PyQt.QtCore import QTimer
+        from qgis.utils import iface
+    except ImportError:
+        return
+    if iface is None:
+        return
+
+    def sweep():
+        try:
+            bar = iface.messageBar()
+            for item in list(bar.items()):
+                m = _NO_TRANSFORM.match(item.text() or "")
+                if not m or not {lunar_authid, "Custom CRS"} & {m.group(1).strip(), m.group(2).strip()}:
+                    continue
+                QgsMessageLog.logMessage(
+                    f"{item.text()}: reported by QGIS while the project changed to the lunar CRS {lunar_authid}; "
+                    f"there is no transform between the Moon and the Earth, and the lunar project needs none",
+                    "CLASS lunar XRF", Qgis.Info)
+                bar.popWidget(item)
+        except RuntimeError:  # QGIS is closing
+            pass
+    for delay in (0, 250, 1000, 2500):
+        QTimer.singleShot(delay, sweep)
+
+
 class EllipsoidWatcher:
-    """Keeps the current project's ellipsoid lunar while its CRS is lunar (see the module's notes)."""
+    """Keeps the current project's ellipsoid lunar while its CRS is lunar, and clears the messages
+    QGIS 3.22 shows when a project becomes lunar (see the module's notes)."""
 
     def __init__(self):
         self.project = None
+        self.was_lunar = False
 
     def _check(self, *args):
         try:
             lunar_ellipsoid(self.project)
+            now = is_lunar(self.project.crs())
+            if now and not self.was_lunar:
+                dismiss_switch_messages(self.project.crs().authid())
+            self.was_lunar = now
         except RuntimeError:  # the project object is gone (QGIS is closing)
             pass
 

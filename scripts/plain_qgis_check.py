@@ -10,7 +10,8 @@ ZIP" does:
    the Processing dialog runs it (``QgsProcessingAlgRunnerTask``), while a 200-ms timer in the main
    thread records when the event loop runs (the largest gap says whether the window froze);
 3. simulate -> co-add -> solar fit -> invert -> populate run with ``processing.run``, their workers
-   in the new environment;
+   in the new environment; then the basemap and an abundance layer are loaded as the Toolbox loads
+   results, and what the message bar shows is recorded;
 4. the figures go to the JSON file named by ``CLASSXRF_CHECK_OUT`` and QGIS quits.
 
 By hand: ``CLASSXRF_CHECK_OUT=/tmp/check.json xvfb-run -a qgis --profiles-path /tmp/fresh --nologo
@@ -77,6 +78,20 @@ def run_chain():
                                                "OUTPUT": os.path.join(out, "sub.gpkg")})
     t["populate"] = time.monotonic() - t0
     from qgis.core import QgsVectorLayer
+    # the map a user looks at: the basemap (it makes the project lunar) and the abundance layer, loaded
+    # as the Toolbox loads results; then what the message bar shows
+    processing.runAndLoadResults("classxrf:basemap", {"INPUT": sim["ALBEDO"], "OUTPUT": os.path.join(out, "base.tif")})
+    processing.runAndLoadResults("classxrf:invert", {"INPUT": sol["OUTPUT"], "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"],
+                                                     "BACKGROUND": sim["BACKGROUND"], "FIT_NORM": False,
+                                                     "OUTPUT": os.path.join(out, "abund_loaded.gpkg")})
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 4.0:
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    from qgis.utils import iface
+    STATE["result"]["message_bar"] = [[int(w.level()), w.text()] for w in iface.messageBar().items()]
+    STATE["result"]["project_crs"] = QgsProject.instance().crs().authid()
+    STATE["result"]["n_layers"] = len(QgsProject.instance().mapLayers())
     lyr = QgsVectorLayer(inv["OUTPUT"], "abund", "ogr")
     feats = list(lyr.getFeatures())
     STATE["result"]["chain"] = dict(

@@ -9,8 +9,8 @@
    the abundance layer is loaded graduated by the element on the lunar classes, the project CRS is
    ESRI:104903, the provider's algorithms are looked up in the Processing registry; the main window
    is grabbed to the PNG and QGIS quits;
-4. checks the report QGIS wrote (every classxrf algorithm registered, layers valid) and exits non-zero
-   otherwise.
+4. checks the report QGIS wrote (every classxrf algorithm registered, layers valid, no warning or
+   error in the message bar, which stays in the picture) and exits non-zero otherwise.
 """
 import argparse
 import json
@@ -45,8 +45,8 @@ def finish():
             iface.mapCanvas().setExtent(EXTENT[0])
             QgsApplication.processEvents()
         report["crs"] = QgsProject.instance().crs().authid()
-        report["messages"] = [w.text() for w in iface.messageBar().items()]
-        iface.messageBar().clearWidgets()  # listed in the report instead
+        # what the message bar shows (left there, in the picture): level 0 info, 1 warning, 2 critical, 3 success
+        report["messages"] = [[int(w.level()), w.title(), w.text()] for w in iface.messageBar().items()]
         iface.mapCanvas().refreshAllLayers()
         QgsApplication.processEvents()
         QTimer.singleShot(0, lambda: None)
@@ -154,6 +154,9 @@ def main(argv=None):
         problems.append(f"layers: {report.get('layers')}")
     if report.get("crs") != "ESRI:104903":
         problems.append(f"project CRS {report.get('crs')}")
+    bad = [m for m in report.get("messages", []) if m[0] in (1, 2)]
+    if bad:
+        problems.append(f"warnings or errors in the message bar: {bad}")
     if not report.get("saved") or not Path(cfg["png"]).exists():
         problems.append("no screenshot saved")
     else:

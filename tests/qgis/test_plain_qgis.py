@@ -4,8 +4,9 @@ installer, then the chain (scripts/plain_qgis_check.py runs inside QGIS desktop 
 Debian's QGIS and Python, no virtual environment on the path: the plugin's glue runs in QGIS's own
 Python, its science in the environment the installer makes under the profile. Prints the install
 time and size; checks that the event loop ran at least every second during the install (QGIS
-stayed responsive), that the environment is under 600 MB (the issue's goal for the core part) and
-that the chain's layer holds trusted abundances."""
+stayed responsive), that the environment is under 600 MB (the issue's goal for the core part), that
+the chain's layer holds trusted abundances, and that with the basemap and an abundance layer loaded
+the message bar holds no warning or error."""
 import json
 import os
 import shutil
@@ -53,6 +54,8 @@ def test_zip_fresh_profile_installer_then_chain(tmp_path):
     assert 0 < r["SIZE_MB"] < 600
     env_dir = tmp_path / "profiles" / "default" / "python" / "classxrf-env"
     assert res["science_python"] == [str(env_dir / "bin" / "python"), "own"]
+    assert res["project_crs"] == "ESRI:104903" and res["n_layers"] >= 2
+    assert not [m for m in res["message_bar"] if m[0] in (1, 2)], res["message_bar"]   # no warning, no error
     chain = res["chain"]
     assert chain["layer_valid"] and chain["n_features"] == chain["n_spectra"] > 0 and chain["fit_flags"] == [0]
     assert all(4 < a < 25 for a in chain["al"]) and chain["n_sub"] > 0
