@@ -272,15 +272,40 @@ def union_footprints(polygons):
 
 
 # --------------------------------------------------------------------------- atomic writes
+def _remove_stale_temporaries(path):
+    """Temporary files of earlier writes of ``path`` whose process is gone (a kill -9 in the middle of
+    a write): ``.<stem>.<pid>.<random><suffix>`` and their companions."""
+    for leftover in path.parent.glob(f".{path.stem}.*"):
+        parts = leftover.name[len(path.stem) + 2:].split(".")
+        try:
+            pid = int(parts[0])
+        except (ValueError, IndexError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue                      # still running: its write is not ours to touch
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+
+
 @contextlib.contextmanager
 def atomic_output(path):
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
-    A file already at ``path`` stays untouched when the block raises (bad input, cancel).
+    A file already at ``path`` stays untouched when the block raises (bad input, cancel); the
+    temporary name carries the process id, so what a killed write left is removed by the next write
+    of the same path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     os.unlink(tmp)
     tmp = Path(tmp)

@@ -115,3 +115,27 @@ def test_superresolve_refuses_an_extent_off_the_moon_and_a_region_that_does_not_
         tasks.superresolve(str(tmp_path), "albedo.tif", (9, 2), str(tmp_path / "o.tif"))
     with pytest.raises(ClassXRFError, match=r"no GIB raster for region \(2, 4\)"):
         tasks.superresolve(str(tmp_path), "albedo.tif", (0, 0), str(tmp_path / "o.tif"), extent=[5, 25, 15, 35])
+
+
+def test_a_killed_write_leaves_no_temporary_after_the_next_write(tmp_path):
+    """kill -9 in the middle of an atomic write leaves its temporary file; the next write of the same
+    path removes it (its process is gone) and leaves a running process's temporary alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+    from class_qgis_plugin.geo import atomic_output
+    root = str(Path(__file__).resolve().parents[2])
+    target = tmp_path / "map.tif"
+    code = (f"import os, signal, sys\nsys.path.insert(0, {root!r})\nfrom class_qgis_plugin.geo import atomic_output\n"
+            f"with atomic_output({str(target)!r}) as tmp:\n    open(tmp, 'w').write('half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".map.") and not target.exists()
+    mine = tmp_path / f".map.{os.getpid()}.abc.tif"
+    mine.write_text("a write under way")
+    with atomic_output(target) as tmp:
+        tmp.write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "map.tif"])
