@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,18 +102,8 @@ def require(*modules):
 
 
 def python_executable():
-    """The interpreter of the Python QGIS runs (QGIS's own executable is not one, and inside QGIS
-    ``sys.executable`` may be whatever ``python3`` comes first on PATH)."""
-    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [os.path.join(sys.exec_prefix, "bin", ver), os.path.join(sys.exec_prefix, "python.exe"),
-                  os.path.join(sys.base_exec_prefix, "bin", ver), os.path.join(sys.base_exec_prefix, "python.exe")]
-    if os.path.basename(sys.executable or "").startswith("python"):
-        candidates.append(sys.executable)
-    candidates += [shutil.which(ver), shutil.which("python3")]
-    for cand in candidates:
-        if cand and os.path.isfile(cand):
-            return cand
-    raise QgsProcessingException(f"No Python interpreter ({ver}) found to run the computation")
+    """The Python that runs QGIS or the script, virtual environment included (its packages)."""
+    return envsetup.find_python([sys.exec_prefix, sys.base_exec_prefix])
 
 
 def run_core(task, kwargs, feedback):
@@ -319,10 +308,10 @@ class ClassXrfAlgorithm(QgsProcessingAlgorithm):
         return for_application(self.HELP)
 
     def helpUrl(self):  # noqa: N802
-        # the dialog's Help button: resources/help/<name>.html (scripts/make_help.py writes it)
-        from .helptext import help_url
+        # the dialog's Help button: <name>.html, written from HELP into the profile's cache (helptext)
+        from .helptext import algorithm_page, help_url
 
-        return help_url(self.ALG_NAME)
+        return help_url(self.ALG_NAME, algorithm_page(type(self)))
 
     def icon(self):
         from qgis.PyQt.QtGui import QIcon

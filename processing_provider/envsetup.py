@@ -111,12 +111,12 @@ def dir_size_mb(path):
     return total / 1e6
 
 
-def base_python():
-    """The interpreter of the Python QGIS runs: the ``pythonX.Y`` of its installation prefix (inside
-    QGIS ``sys.executable`` is the qgis binary, or whatever ``python3`` comes first on PATH, e.g. a
-    pyenv shim), then ``sys.executable`` when it is a Python."""
+def find_python(prefixes):
+    """The ``pythonX.Y`` of the first installation prefix that has one (inside QGIS ``sys.executable``
+    is the qgis binary, or whatever ``python3`` comes first on PATH, e.g. a pyenv shim), then
+    ``sys.executable`` when it is a Python, then ``python3`` on PATH."""
     ver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    prefixes = dict.fromkeys([sys.base_exec_prefix, sys.exec_prefix])
+    prefixes = list(dict.fromkeys(prefixes))
     cands = [os.path.join(p, "bin", f"python{ver}") for p in prefixes]
     cands += [os.path.join(p, "python3.exe") for p in prefixes] + [os.path.join(p, "python.exe") for p in prefixes]
     exe = sys.executable or ""
@@ -126,6 +126,11 @@ def base_python():
         if os.path.isfile(cand):
             return cand
     return shutil.which(f"python{ver}") or shutil.which("python3") or "python3"
+
+
+def base_python():
+    """The Python QGIS runs, outside any virtual environment: what the science environment is made from."""
+    return find_python([sys.base_exec_prefix, sys.exec_prefix])
 
 
 def clean_environment():

@@ -7,9 +7,9 @@ algorithm's ``HELP``):
   the HTML tags structure the text (line breaks inside ``<pre>`` become ``<br>``);
 * ``qgis_process help`` prints ``shortHelpString()`` as it is, on a terminal: :func:`plain_text`
   renders the HTML as wrapped plain text (paragraphs, headings, bulleted lists);
-* the dialog's Help button opens ``helpUrl()``: the plugin's own page
-  ``resources/help/<algorithm name>.html``, written from ``HELP`` by ``scripts/make_help.py``
-  (:func:`help_page`); a test checks that the committed pages are current.
+* the dialog's Help button opens ``helpUrl()``: the plugin's own page ``<algorithm name>.html``,
+  written from ``HELP`` (:func:`help_page`) into the profile's cache folder when QGIS asks for it, so
+  the page never differs from the help text (no copy is kept in the repository).
 
 Pure Python (``html.parser``, ``textwrap``); only :func:`for_application` and :func:`help_url` import
 QGIS, when called.
@@ -22,14 +22,15 @@ import textwrap
 from html.parser import HTMLParser
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HELP_DIR = os.path.join(PLUGIN_DIR, "resources", "help")
 
 _PRE = re.compile(r"(<pre\b.*?</pre>)", re.IGNORECASE | re.DOTALL)
 
 
-def help_path(name, help_dir=None):
-    """The help page of the algorithm (or model) named ``name``: ``resources/help/<name>.html``."""
-    return os.path.join(help_dir or HELP_DIR, f"{name}.html")
+def help_dir():
+    """Where the help pages are written: ``<profile>/cache/classxrf_help``."""
+    from qgis.core import QgsApplication
+
+    return os.path.join(QgsApplication.qgisSettingsDirPath(), "cache", "classxrf_help")
 
 
 def for_application(text, platform=None):
@@ -48,12 +49,26 @@ def _render(text, plain):
     return plain_text(text) if plain else dialog_html(text)
 
 
-def help_url(name, help_dir=None):
-    """``file://`` URL of the help page of ``name`` (what ``helpUrl()`` returns: the dialog's Help
-    button opens it); empty when the page is missing, so that QGIS hides the button."""
-    path = help_path(name, help_dir)
-    if not os.path.isfile(path):
-        return ""
+def help_url(name, page, folder=None):
+    """``file://`` URL of the help page ``<name>.html`` (what ``helpUrl()`` returns: the dialog's Help
+    button opens it), written from ``page`` (its HTML) into ``folder`` (default :func:`help_dir`)
+    when missing or different; empty when it cannot be written, so that QGIS hides the button."""
+    folder = folder or help_dir()
+    path = os.path.join(folder, f"{name}.html")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            current = fh.read() == page
+    except OSError:
+        current = False
+    if not current:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(page)
+            os.replace(tmp, path)
+        except OSError:
+            return ""
     from qgis.PyQt.QtCore import QUrl
 
     return QUrl.fromLocalFile(path).toString()
@@ -198,7 +213,7 @@ td {{ vertical-align: top; padding: 0.2em 0.6em 0.2em 0; }}
 </style>
 </head>
 <body>
-<!-- written by scripts/make_help.py from the help text: edit {source}, then run the script -->
+<!-- written by the plugin from the help text ({source}) when QGIS asks for it -->
 <h1>{title}</h1>
 <p class="id">{alg_id} &middot; {group}</p>
 {body}
@@ -244,20 +259,14 @@ def _model_body(model):
     return "\n".join(parts)
 
 
-def help_pages():
-    """``{file name: page text}`` of every algorithm and shipped model of the provider: what
-    ``scripts/make_help.py`` writes into ``resources/help/`` (the models' pages need a running QGIS)."""
-    from .provider import ShippedModel, algorithm_classes, model_files
+def algorithm_page(cls):
+    """The help page of an algorithm class (its STEP, DISPLAY, ALG_NAME, GROUP and HELP)."""
+    title = f"{getattr(cls, 'STEP', '')} {cls.DISPLAY}".strip()
+    source = "HELP in processing_provider/" + cls.__module__.rsplit(".", 1)[-1] + ".py"
+    return help_page(title, f"classxrf:{cls.ALG_NAME}", cls.GROUP, cls.HELP, source)
 
-    pages = {}
-    for cls in algorithm_classes():
-        title = f"{cls.STEP} {cls.DISPLAY}".strip()
-        source = "HELP in processing_provider/" + cls.__module__.rsplit(".", 1)[-1] + ".py"
-        pages[f"{cls.ALG_NAME}.html"] = help_page(title, f"classxrf:{cls.ALG_NAME}", cls.GROUP, cls.HELP, source)
-    for path in model_files():
-        model = ShippedModel(path)
-        if model.ok and model.name():
-            source = "the model's description (ALG_DESC) in scripts/make_model.py"
-            pages[f"{model.name()}.html"] = help_page(model.displayName(), f"classxrf:{model.name()}",
-                                                      model.group(), _model_body(model), source)
-    return pages
+
+def model_page(model):
+    """The help page of a shipped model (its description, steps, inputs and outputs)."""
+    source = "the model's description (ALG_DESC) in scripts/make_model.py"
+    return help_page(model.displayName(), f"classxrf:{model.name()}", model.group(), _model_body(model), source)

@@ -40,7 +40,7 @@ def model_files(folder=MODEL_DIR):
 
 class ShippedModel(QgsProcessingModelAlgorithm):
     """A model file of ``resources/`` served by the provider: the model as saved by the designer,
-    with a Toolbox name and group of the provider's and a Help page (``resources/help/<name>.html``).
+    with a Toolbox name and group of the provider's and a Help page (``helptext.model_page``).
 
     The model's id stays ``classxrf:<model name>``: a model's ``name()`` is also its display name in
     QGIS 3.22, so the Toolbox name is set here instead of in the file."""
@@ -68,9 +68,9 @@ class ShippedModel(QgsProcessingModelAlgorithm):
         return QIcon(ICON_PATH)
 
     def helpUrl(self):  # noqa: N802
-        from .helptext import help_url
+        from .helptext import help_url, model_page
 
-        return help_url(self.name())
+        return help_url(self.name(), model_page(self))
 
     def shortHelpString(self):  # noqa: N802
         # QGIS's own help of a model (its description as HTML), as plain text in qgis_process
