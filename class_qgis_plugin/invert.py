@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .choices import GAIN_FIT_MODES, STATISTICS, STYLE_PREFERENCE
+from .choices import GAIN_FIT_MODES, STATISTICS
 from .composition import (ELEMENTS, HIGHLAND_WT, MARE_WT, oxygen_fraction_coefficients)
 from .errors import ClassXRFError
 from .fitkernel import (batched_lm, chi_xspec, cstat, fisher, reduced_statistic, residual_terms,
@@ -129,9 +129,6 @@ GAIN_BOUNDS = ((0.95, 1.05), (-0.1, 0.1))
 MAX_REDCHI = 2.0
 #: a spectrum whose net counts in the fit range are below this many sigma is not fitted
 MIN_NET_SIGMA = 3.0
-
-#: elements to style an abundance layer by, best first among those the fits constrain as often:
-#: :data:`choices.STYLE_PREFERENCE` (imported above; the QGIS glue reads it too)
 
 #: fit_flag codes and the reason each stands for (fit_note adds the numbers)
 FIT_FLAGS = {0: "ok", 1: "bad input row", 2: "solar spectrum is zero", 3: "response does not cover the fit range",

@@ -102,9 +102,9 @@ def invert(layer, out_layer, rmf, arf, background, solar=None, gain_slope=1.0, g
     most often (``best_element``, the one to style the layer by)."""
     from . import geo
     from . import invert as core
-    from .composition import ELEMENTS
-
     from . import transact
+    from .choices import STYLE_PREFERENCE
+    from .composition import ELEMENTS
 
     geoms, attrs, _ = geo.read_vector(layer)
     root = os.path.dirname(os.path.abspath(os.fspath(out_layer)))
@@ -124,7 +124,7 @@ def invert(layer, out_layer, rmf, arf, background, solar=None, gain_slope=1.0, g
         if code:
             flagged.setdefault(f"{int(code)} {core.FIT_FLAGS[int(code)]}", []).append(note)
     n_ok = res.ok[res.flag == 0].sum(axis=0) if np.any(res.flag == 0) else np.zeros(len(ELEMENTS))
-    order = [ELEMENTS.index(e) for e in core.STYLE_PREFERENCE]
+    order = [ELEMENTS.index(e) for e in STYLE_PREFERENCE]
     best = max(order, key=lambda k: (n_ok[k], -order.index(k)))
     return _jsonable(dict(layer=os.fspath(out_layer), n=len(geoms), n_converged=int(np.sum(res.converged)),
                           n_fitted=int(np.sum(res.flag == 0)),
