@@ -162,14 +162,17 @@ def _bisect_feasible(feasible, P0, P1, rows):
 
 
 def batched_lm(model, P0, d, lower, upper, free=None, prior_mu=None, prior_prec=None, feasible=None,
-               max_iter=60, tol=0.01, lam0=1e-4, statistic="cstat", variance=None, progress=None):
+               max_iter=60, tol=0.01, lam0=1e-4, statistic="cstat", variance=None, progress=None,
+               lam_up=10.0, lam_min=1e-9, max_step=None, rel_tol=False):
     """Minimise ``cstat(d, model(P)) + sum prior_prec (P - prior_mu)^2`` for every row (or, with
     ``statistic="chi"``, the chi-square with the fixed ``variance`` (n, n_chan) in place of C).
 
     ``P0`` (n, p) start; ``d`` (n, n_chan) counts; ``lower``/``upper`` bounds (p,) or (n, p);
     ``free`` (n, p) bool, False holds a parameter at its start; ``prior_mu``/``prior_prec`` (n, p)
     Gaussian priors (precision 0 = none); ``feasible(P, rows) -> bool (k,)`` extra constraints.
-    Returns a :class:`FitState`."""
+    Damping: ``lam0`` to start, divided by 3 on an accepted step (not below ``lam_min``), times
+    ``lam_up`` on a refused one; ``max_step`` caps each component of a step; with ``rel_tol`` the
+    convergence test is ``dC < tol * max(1, |C|)``. Returns a :class:`FitState`."""
     prog = as_progress(progress)
     P = np.array(P0, float)
     n, npar = P.shape
@@ -214,7 +217,10 @@ def batched_lm(model, P0, d, lower, upper, free=None, prior_mu=None, prior_prec=
             fr &= ~(np.isfinite(hi_r) & (P[rows] >= hi_r - 1e-12 * np.maximum(np.abs(hi_r), 1.0)) & (g > 0))
         Fl = F.copy()
         Fl[:, ii, ii] += lam[rows, None] * np.maximum(F[:, ii, ii], 1e-12)
-        Pn = np.clip(P[rows] + solve_held(Fl, g, fr), lower[rows], upper[rows])
+        step = solve_held(Fl, g, fr)
+        if max_step is not None:
+            step = np.clip(step, -max_step, max_step)
+        Pn = np.clip(P[rows] + step, lower[rows], upper[rows])
         Pn = np.where(free[rows], Pn, P[rows])
         short = np.zeros(rows.size, bool)
         if feasible is not None:
@@ -227,15 +233,17 @@ def batched_lm(model, P0, d, lower, upper, free=None, prior_mu=None, prior_prec=
         if acc.size:
             dC = C[acc] - Cn[better]
             P[acc], C[acc], m[acc], J[acc] = Pn[better], Cn[better], mn[better], Jn[better]
-            lam[acc] = np.maximum(lam[acc] / 3.0, 1e-9)
+            lam[acc] = np.maximum(lam[acc] / 3.0, lam_min)
             n_acc[acc] += 1
-            done = acc[(dC < tol) & ~short[better]]
+            limit = tol * np.maximum(1.0, np.abs(C[acc])) if rel_tol else tol
+            done = acc[(dC < limit) & ~short[better]]
             converged[done] = True
             active[done] = False
         rej = rows[~better]
         if rej.size:
-            lam[rej] *= 10.0
+            lam[rej] *= lam_up
             stuck = rej[lam[rej] > 1e8]
             converged[stuck] = True      # no step lowers the statistic: at the optimum
             active[stuck] = False
+        prog.set(float(n_iter.max()) / max_iter, f"iteration {int(n_iter.max())}: {int(active.sum())} still moving")
     return FitState(P=P, m=m, J=J, C=C, converged=converged, n_iter=n_iter, n_accepted=n_acc)

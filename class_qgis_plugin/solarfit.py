@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import ClassXRFError
+from .fitkernel import batched_lm, cstat, fisher
 from .progress import as_progress, subrange
 from .solar import EM_UNIT, LINE_COMPLEXES, SolarModel, energy_grid, goes_class, goes_flux
 from .xsm import (XSMSpectrum, load_response, read_xsm_pha, read_xsm_typeii, sum_time_window,
@@ -39,11 +40,9 @@ _LN_FLOOR = -45.0
 
 
 def cash(n, mu):
-    """XSPEC's Cash statistic ``2 sum(mu - n + n ln(n/mu))`` over the last axis."""
-    n = np.asarray(n, float)
-    mu = np.asarray(mu, float)
-    t = np.where(n > 0, n * np.log(np.where(n > 0, n, 1.0) / mu), 0.0)
-    return 2.0 * np.sum(mu - n + t, axis=-1)
+    """XSPEC's Cash statistic ``2 sum(mu - n + n ln(n/mu))`` over the last axis
+    (:func:`fitkernel.cstat`)."""
+    return cstat(np.asarray(n, float), np.asarray(mu, float))
 
 
 @dataclass
@@ -117,11 +116,12 @@ class _Batch:
             self.bkg = np.stack([np.zeros(self.n.shape[1]) if b is None else
                                  np.asarray(b, float)[chan_sel] for b in backgrounds])
 
-    def fold(self, x):
-        """x (B, ..., E) photon flux density -> counts (B, ..., C)."""
+    def fold(self, x, rows=None):
+        """x (B, ..., E) photon flux density of the spectra ``rows`` (all by default) -> counts (B, ..., C)."""
+        A = self.A if rows is None else self.A[rows]
         if x.ndim == 2:
-            return (x * self.A) @ self.R
-        return (x * self.A[:, None, :]) @ self.R
+            return (x * A) @ self.R
+        return (x * A[:, None, :]) @ self.R
 
 
 def _jacobian_photon(model, theta, h=1e-3):
@@ -152,17 +152,23 @@ def _jacobian_photon(model, theta, h=1e-3):
     return total, J
 
 
-def _clip(model, theta):
-    th = theta.copy()
-    th[:, 1] = np.clip(th[:, 1], *_LN_T_BOUNDS)
-    th[:, 3] = np.clip(th[:, 3], *_INDEX_BOUNDS)
-    th[:, 2] = np.clip(th[:, 2], _LN_FLOOR, 30.0)
-    th[:, 4:4 + model.n_lines] = np.clip(th[:, 4:4 + model.n_lines], _LN_FLOOR, 30.0)
+def _bounds(model):
+    """Lower and upper bounds of the parameters (log emission measure free; log temperature, power
+    law, line fluxes bounded)."""
+    lo, hi = np.full(model.n_params, -np.inf), np.full(model.n_params, np.inf)
+    lo[1], hi[1] = _LN_T_BOUNDS
+    lo[2], hi[2] = _LN_FLOOR, 30.0
+    lo[3], hi[3] = _INDEX_BOUNDS
+    lo[4:4 + model.n_lines], hi[4:4 + model.n_lines] = _LN_FLOOR, 30.0
     if model.two_temp:
         j = 4 + model.n_lines
-        th[:, j + 1] = np.clip(th[:, j + 1], *_LN_T_BOUNDS)
-        th[:, j] = np.clip(th[:, j], _LN_FLOOR, 30.0)
-    return th
+        lo[j], hi[j] = _LN_FLOOR, 30.0
+        lo[j + 1], hi[j + 1] = _LN_T_BOUNDS
+    return lo, hi
+
+
+def _clip(model, theta):
+    return np.clip(theta, *_bounds(model))
 
 
 def _initial(model, batch):
@@ -195,72 +201,18 @@ def _initial(model, batch):
 
 
 def _lm(model, batch, theta, max_iter=80, tol=1e-6, progress=None):
-    """Batched Levenberg-Marquardt on the Poisson likelihood. Returns theta, C, converged, iters,
-    Fisher matrices."""
-    p = as_progress(progress)
-    B, P = theta.shape
-    lam = np.full(B, 1e-2)
-    active = np.ones(B, bool)
-    n_iter = np.zeros(B, int)
-
-    def evaluate(th):
+    """The batched Levenberg-Marquardt of :mod:`fitkernel` on the Poisson likelihood (photon-space
+    Jacobian folded through the response; steps capped at 3 in log space, relative convergence).
+    Returns theta, C, converged, iters, Fisher matrices and the model counts."""
+    def counts(th, rows, jac):
         f, Jp = _jacobian_photon(model, th)
-        mu = batch.fold(f) + batch.bkg + 1e-12
-        J = batch.fold(Jp)  # (B, P, C)
-        return mu, J
+        mu = batch.fold(f, rows) + batch.bkg[rows] + 1e-12
+        return mu, np.swapaxes(batch.fold(Jp, rows), 1, 2)     # (k, C, P)
 
-    mu, J = evaluate(theta)
-    C = cash(batch.n, mu)
-    converged = np.zeros(B, bool)
-    eye = np.eye(P)
-    for it in range(max_iter):
-        p.check()
-        idx = np.where(active)[0]
-        if idx.size == 0:
-            break
-        w = 1.0 / mu[idx]
-        g = np.einsum("bpc,bc->bp", J[idx], 1.0 - batch.n[idx] * w)
-        F = np.einsum("bpc,bqc,bc->bpq", J[idx], J[idx], w)
-        d = np.diagonal(F, axis1=1, axis2=2)
-        Fd = F + (lam[idx, None, None] * d[:, :, None] + 1e-12) * eye
-        try:
-            step = -np.linalg.solve(Fd, g[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = -g / np.maximum(np.diagonal(Fd, axis1=1, axis2=2), 1e-30)
-        step = np.clip(step, -3.0, 3.0)
-        trial = _clip(model, theta[idx] + step)
-        sub = _Sub(batch, idx)
-        mu_t, J_t = (lambda f_j: (sub.fold(f_j[0]) + sub.bkg + 1e-12, sub.fold(f_j[1])))(
-            _jacobian_photon(model, trial))
-        C_t = cash(batch.n[idx], mu_t)
-        better = C_t < C[idx]
-        gain = C[idx] - C_t
-        ok = idx[better]
-        theta[ok] = trial[better]
-        mu[ok] = mu_t[better]
-        J[ok] = J_t[better]
-        C[ok] = C_t[better]
-        lam[ok] = np.maximum(lam[ok] / 3.0, 1e-7)
-        bad = idx[~better]
-        lam[bad] = lam[bad] * 4.0
-        n_iter[idx] += 1
-        done = (better & (gain < tol * np.maximum(1.0, np.abs(C[idx])))) | (lam[idx] > 1e8)
-        converged[idx[done & better]] = True
-        converged[idx[(~better) & (lam[idx] > 1e8)]] = True
-        active[idx[done]] = False
-        p.set((it + 1) / max_iter, f"iteration {it + 1}: {int(active.sum())} spectra still moving")
-    w = 1.0 / mu
-    F = np.einsum("bpc,bqc,bc->bpq", J, J, w)
-    return theta, C, converged, n_iter, F, mu
-
-
-class _Sub:
-    def __init__(self, batch, idx):
-        self.A = batch.A[idx]
-        self.R = batch.R
-        self.bkg = batch.bkg[idx]
-
-    fold = _Batch.fold
+    lo, hi = _bounds(model)
+    st = batched_lm(counts, theta, batch.n, lo, hi, max_iter=max_iter, tol=tol, lam0=1e-2, lam_up=4.0,
+                    lam_min=1e-7, max_step=3.0, rel_tol=True, progress=progress)
+    return st.P, st.C, st.converged, st.n_iter, fisher(st.J, st.m), st.m
 
 
 def _covariance(F, theta, model):
