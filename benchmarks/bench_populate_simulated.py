@@ -24,7 +24,7 @@ def populated_vs_flat(out_dir, demo):
     """RMSE tables (dict element -> (populated, flat)) on the demo's outputs."""
     pts_g, pts, _ = geo.read_vector(os.path.join(out_dir, "sub_footprints.gpkg"))
     _, fp, _ = geo.read_vector(demo["layer"])
-    truth, meta = geo.read_geotiff(demo["simulation"].truth)
+    truth, meta = geo.read_geotiff(demo["simulation"]["truth"])
     t_sub = evaluate.square_truth(truth, meta, pts["lat"], pts["lon"], 12.5)
     row_of = {int(o): i for i, o in enumerate(fp["obs_id"])}
     rows = np.array([row_of[int(o)] for o in pts["obs_id"]])

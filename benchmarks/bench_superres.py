@@ -44,10 +44,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from class_qgis_plugin import geo  # noqa: E402
+from class_qgis_plugin import gib as gib_mod  # noqa: E402
 from class_qgis_plugin.composition import ELEMENTS  # noqa: E402
 from class_qgis_plugin.progress import ConsoleProgress  # noqa: E402
 from class_qgis_plugin.superres import baselines as B  # noqa: E402
+from class_qgis_plugin.superres import drift as D  # noqa: E402
+from class_qgis_plugin.superres import kriging as K  # noqa: E402
 from class_qgis_plugin.superres import train as T  # noqa: E402
+from class_qgis_plugin.superres.settings import SuperResSettings  # noqa: E402
 
 
 def peak_mb():
@@ -62,7 +66,7 @@ def synthetic_files(tmp, region, seed):
     err = np.where(np.isfinite(obs), 0.02 * obs, np.nan)
     nobs = np.where(d["track_mask"], 1.0, np.nan)
     data = np.concatenate([np.moveaxis(obs, -1, 0), np.moveaxis(err, -1, 0), nobs[None]], axis=0)
-    gib = os.path.join(tmp, f"gib_r{region[0]}_c{region[1]}.tif")
+    gib = str(gib_mod.region_path(tmp, *region))
     geo.write_geotiff(gib, data, west, north, geo.PIXEL_DLON, geo.PIXEL_DLAT,
                       band_names=list(ELEMENTS) + [e + "_err" for e in ELEMENTS] + ["n_obs"])
     return gib, d["albedo"], d["truth"]
@@ -74,7 +78,7 @@ SIM_REGION = (3, 4)     # the region the simulator writes by default
 def simulated_files(work, tracks, seed):
     """Run (or reuse) the demo chain into ``work``; returns (gib, albedo path, truth (rows, cols, 8))."""
     work = os.path.abspath(work)
-    gib = os.path.join(work, "gib", f"gib_r{SIM_REGION[0]}_c{SIM_REGION[1]}.tif")
+    gib = str(gib_mod.region_path(os.path.join(work, "gib"), *SIM_REGION))
     albedo = os.path.join(work, "simulated", "albedo.tif")
     truth_tif = os.path.join(work, "simulated", "truth_abundance.tif")
     stamp = os.path.join(work, "bench_superres_demo.txt")
@@ -83,7 +87,7 @@ def simulated_files(work, tracks, seed):
         from class_qgis_plugin.cli import run_demo
         t0 = time.perf_counter()
         r = run_demo(work, seed=seed, tracks=tracks, progress=False)
-        albedo, truth_tif = str(r["simulation"].albedo), str(r["simulation"].truth)
+        albedo, truth_tif = str(r["simulation"]["albedo"]), str(r["simulation"]["truth"])
         skips = {e: n for e, n in r["gib"]["element_skips"].items() if n}
         print(f"# run_demo: {tracks} tracks, {r['n_spectra']} co-added spectra in {time.perf_counter() - t0:.1f} s; "
               f"footprints without a constrained value: {skips}")
@@ -143,7 +147,7 @@ def evaluate_split(args, extra, tmp, gib, albedo, region, truth, target, err, tr
     """Hybrid runs, baselines and classical ablations on one train/test split: (results, timings, notes)."""
     lat, lon = geo.region_grid(*region)
     ok_test = test & np.all(np.isfinite(truth), axis=-1)
-    observed_el = np.isfinite(target[train]).sum(axis=0) >= T.SuperResSettings().min_obs
+    observed_el = np.isfinite(target[train]).sum(axis=0) >= SuperResSettings().min_obs
     results, timings, notes, vs_gib = {}, {}, [], {}
     runs = [(f"hybrid k={k}", dict(k=k)) for k in ks]
     if args.ablation:
@@ -190,9 +194,9 @@ def evaluate_split(args, extra, tmp, gib, albedo, region, truth, target, err, tr
     flat_t = target.reshape(-1, 8)
     em = (train.ravel()[:, None] & np.isfinite(flat_t)) & observed_el[None]
     pw = T.gib_pixel_weight(target, err, train).ravel()
-    s_abl = T.SuperResSettings.from_dict(dict(seed=0, kriging_points=args.kriging_points, **extra))
+    s_abl = SuperResSettings.from_dict(dict(seed=0, kriging_points=args.kriging_points, **extra))
     gx, gy = B._local_km(la.ravel(), lo.ravel(), float(np.mean(lat)), float(np.mean(lon)))
-    drift, _, choice = T.classical_drift(la, lo, mare, a_region, flat_t, em, pw, s_abl, gx, gy)
+    drift, _, choice = D.classical_drift(la, lo, mare, a_region, flat_t, em, pw, s_abl, gx, gy)
     drift[:, ~observed_el] = np.nan
     notes.append("drift per element (" + s_abl.drift + "): "
                  + ", ".join(f"{e} {c}" for e, c, o in zip(ELEMENTS, choice, observed_el) if o))
@@ -201,18 +205,18 @@ def evaluate_split(args, extra, tmp, gib, albedo, region, truth, target, err, tr
     rk = drift[q].copy()
     for e in np.nonzero(observed_el)[0]:
         sel = em[:, e]
-        rk[:, e] += T.dual_ordinary_kriging(gx[sel], gy[sel], flat_t[sel, e] - drift[sel, e], gx[q], gy[q],
+        rk[:, e] += K.dual_ordinary_kriging(gx[sel], gy[sel], flat_t[sel, e] - drift[sel, e], gx[q], gy[q],
                                             max_points=args.kriging_points, nlags=s_abl.variogram_lags)
     results["drift + pixel RK"] = rmse(rk, truth[ok_test])
     vs_gib["drift + pixel RK"] = rmse(rk, target[ok_test])
     # the hybrid's own classical part: residuals of noise-dominated elements kriged as footprint means
-    fg = T.footprint_groups_of_gib(gib, region)
+    fg = gib_mod.footprint_groups_of_gib(gib, region)
     if fg is not None:
         fg = fg.select(train.ravel()[fg.pix])
         fk = []
         for e in np.nonzero(observed_el)[0]:
             if fg.noise_fraction(e, drift[:, e]) >= s_abl.footprint_kriging:
-                rk[:, e] = drift[q, e] + T.footprint_residual_kriging(fg, e, drift[:, e], gx, gy, gx[q], gy[q], s_abl)
+                rk[:, e] = drift[q, e] + K.footprint_residual_kriging(fg, e, drift[:, e], gx, gy, gx[q], gy[q], s_abl)
                 fk.append(ELEMENTS[e])
         notes.append("drift + RK: kriged as footprint means: " + (", ".join(fk) or "none"))
         results["drift + RK"] = rmse(rk, truth[ok_test])
@@ -258,7 +262,7 @@ def main():
                          "the mean RMSE over them")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--kriging-points", type=int, default=T.SuperResSettings().kriging_points,
+    ap.add_argument("--kriging-points", type=int, default=SuperResSettings().kriging_points,
                     help="observations in every kriging system, the hybrid's residual kriging included "
                          "(a seeded subset beyond; the simulated region's training sets have about 2,400)")
     ap.add_argument("--ablation", action="store_true", help="also train without the residual kriging")
@@ -279,7 +283,7 @@ def main():
         region = (3, 3)
         lat, lon = geo.region_grid(*region)
         gib, albedo, truth = synthetic_files(tmp, region, args.seed)
-        target, err, nobs, _ = T.read_gib(gib)
+        target, err, nobs, _ = gib_mod.read_gib(gib)
         track = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
 
         def split_of(seed):
@@ -291,7 +295,7 @@ def main():
         region = SIM_REGION
         lat, lon = geo.region_grid(*region)
         gib, albedo, truth = simulated_files(args.work, args.tracks, args.seed)
-        target, err, nobs, _ = T.read_gib(gib)
+        target, err, nobs, _ = gib_mod.read_gib(gib)
         track = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
         tr = pixel_tracks(args.work, lat, lon, track)
 

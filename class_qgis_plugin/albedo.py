@@ -27,7 +27,6 @@ HIGHLAND = 0
 UNKNOWN = -1
 
 VECTOR_EXTENSIONS = (".gpkg", ".shp", ".geojson", ".json", ".gml", ".kml", ".sqlite", ".fgb")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def _srgb_to_linear(v):

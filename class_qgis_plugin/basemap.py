@@ -35,7 +35,6 @@ from .errors import ClassXRFError
 from .geo import LUNAR_RASTER_CRS, atomic_output
 from .progress import as_progress
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".jp2")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 #: Mean radius of the Moon (m): IAU 2015 (Archinal et al. 2018) and the ESRI/IAU 2000 spheres.
 MOON_RADIUS_M = 1737400.0

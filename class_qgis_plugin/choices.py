@@ -1,6 +1,25 @@
 """Choices the stages offer, importable without numpy (the QGIS glue reads them at plugin load,
 where the science packages may be missing)."""
 
+#: The eight elements of the inversion, in the order of every column, band and array of the plugin
+ELEMENTS = ("O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe")
+
+#: the cations the inversion fits freely (Si closes the sum to 100 %, O follows the cations or is
+#: fixed); the observation layer keeps their prior-dominated value where unconstrained (X_prior)
+FITTED_CATIONS = ("Na", "Mg", "Al", "Ca", "Ti", "Fe")
+
+#: The partition of the Moon into GIB regions: 8 rows of 22.5 deg latitude (row 0 at the north
+#: pole) by 8 columns of 45 deg longitude (column 0 at 180 W)
+N_REGION_ROWS, N_REGION_COLS = 8, 8
+
+#: the region the simulated data set covers and the super-resolution picks by default (0..22.5 N,
+#: 0..45 E)
+DEFAULT_REGION = (3, 4)
+
+#: oxygen treatments of the inversion: from the cations' oxide stoichiometry, or fixed (45 wt%,
+#: as X2ABUNDANCE)
+OXYGEN_MODES = ("stoichiometric", "fixed45")
+
 #: XSPEC-style gain fit of the inversion: none, one gain per spectrum, one gain shared by all
 #: spectra of a run
 GAIN_FIT_MODES = ("none", "spectrum", "shared")

@@ -207,10 +207,10 @@ def read_class_l1(path, use_fast=True):
             hdr = None
     if hdr is None:
         hdr, comments, cols = _astropy_table(path)
-    return _frame_from(path, hdr, comments, cols)
+    return _frame_from(path, hdr, cols)
 
 
-def _frame_from(path, hdr, comments, cols):
+def _frame_from(path, hdr, cols):
     if "COUNTS" in cols:
         counts = np.asarray(cols["COUNTS"], dtype=np.float64)
         key = "COUNTS"

@@ -41,6 +41,7 @@ is larger, which is that rule and stays well defined near the poles. We add ``BO
 ``BACKFILE`` when given. The footprint polygon of the observation layer is the union of the
 frames' footprints (correct across the 180 deg meridian).
 """
+import contextlib
 import glob
 import os
 from dataclasses import dataclass, field
@@ -49,21 +50,19 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import obslayer
 from .class_l1 import read_class_l1, rebin_channels
 from .errors import ClassXRFError
 from .ogip import PHA, format_utc, read_pha, write_pha
 from .progress import as_progress, subrange
+from .specs import STRATEGIES
+from .specs import CoaddParams as _P
 
 __all__ = ["CoaddResult", "Window", "coadd_folder", "coadd_frames", "list_l1_files",
            "read_frames", "contiguous_runs", "plan_windows", "line_fit_chi2", "merge_header", "mean_direction",
-           "build_background", "merged_corners", "OBS_FIELDS", "PROGRAM_NAME", "STRATEGIES"]
+           "build_background", "merged_corners", "PROGRAM_NAME", "STRATEGIES"]
 
 PROGRAM_NAME = "class_qgis_plugin.coadd"
-STRATEGIES = ("sliding", "running", "combined")
-#: observation-layer columns written by the co-add stage (contract 4), plus ``chi2_red``
-OBS_FIELDS = ("obs_id", "pha_path", "t_start", "t_end", "t_mid", "exposure", "n_frames",
-              "counts", "solar_ang", "emis_ang", "phase_ang", "sat_alt", "bore_lat", "bore_lon",
-              "chi2_red")
 
 #: line energies (keV) of the running check: Mg, Al, Si K-alpha (xraylib LineEnergy values)
 LINE_KEV = (1.2536, 1.4866, 1.7398)
@@ -86,17 +85,15 @@ class Window:
 @dataclass
 class CoaddResult:
     """Outcome of :func:`coadd_folder`: the PHA files written, one footprint geometry per file,
-    the observation-layer attributes (``OBS_FIELDS`` -> lists), the background PHA (if any),
-    the observation layer path (if written) and bookkeeping: ``unused`` lists every frame no
+    the observation-layer attributes (the co-add's columns of :mod:`obslayer` -> lists), the
+    background PHA (if any) and bookkeeping: ``unused`` lists every frame no
     spectrum uses as ``(path, reason)``."""
     pha_paths: List[str]
     geometries: list
     attributes: dict
     background_path: Optional[str] = None
-    layer_path: Optional[str] = None
     n_frames_read: int = 0
     n_frames_rejected: int = 0
-    n_runs: int = 0
     skipped: list = field(default_factory=list)
     unused: list = field(default_factory=list)
 
@@ -236,11 +233,7 @@ def line_fit_chi2(counts, gain_ev=None, band=FIT_BAND_KEV, lines=LINE_KEV, edge=
 # window planning
 # --------------------------------------------------------------------------------------------
 
-def _in_range(chi2, chi2_range):
-    return np.isfinite(chi2) and chi2_range[0] <= chi2 <= chi2_range[1]
-
-
-def plan_windows(frames, runs, strategy="sliding", window=12, stride=1, min_frames=None,
+def plan_windows(frames, runs, strategy=_P.strategy, window=_P.window, stride=_P.stride, min_frames=None,
                  max_frames=None, chi2_range=(0.8, 2.0), progress=None):
     """The co-added spectra to make: a list of :class:`Window` (indices into ``frames``).
 
@@ -354,7 +347,7 @@ def mean_direction(lats, lons):
     return float(lat), float(lon)
 
 
-def merge_header(frames, strategy="sliding", respfile=None, ancrfile=None, backfile=None,
+def merge_header(frames, strategy=_P.strategy, respfile=None, ancrfile=None, backfile=None,
                  chi2_red=float("nan")):
     """Header dict (values, comments) of the co-added spectrum of ``frames`` (time-ordered)."""
     first, last = frames[0], frames[-1]
@@ -418,7 +411,7 @@ def _stamp(dt):
 # main entry points
 # --------------------------------------------------------------------------------------------
 
-def coadd_frames(frames, windows, output_folder, strategy="sliding", respfile=None,
+def coadd_frames(frames, windows, output_folder, strategy=_P.strategy, respfile=None,
                  ancrfile=None, backfile=None, channels=None, progress=None, place=None):
     """Write one PHA per window and return ``(paths, geometries, attributes)``.
 
@@ -429,7 +422,7 @@ def coadd_frames(frames, windows, output_folder, strategy="sliding", respfile=No
     p = as_progress(progress)
     place = place or (lambda path: path)
     os.makedirs(output_folder, exist_ok=True)
-    attrs = {k: [] for k in OBS_FIELDS}
+    attrs = {k: [] for k in obslayer.columns("coadd")}
     paths, geoms = [], []
     for k, win in enumerate(windows):
         if k % 16 == 0:
@@ -542,21 +535,6 @@ def build_background(output_path, frames=None, background_file=None, min_solar_a
     return os.fspath(output_path)
 
 
-def _output_folder(folder):
-    """``folder`` made if needed; a path that is a file, or a folder that cannot be written, is a
-    clear error (not a traceback)."""
-    folder = os.fspath(folder)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ClassXRFError(folder, "the output folder is a file, not a folder")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise ClassXRFError(folder, f"cannot create the output folder ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ClassXRFError(folder, "the output folder cannot be written (read-only or no permission)")
-    return folder
-
-
 def _unused_frames(frames, keep, runs, windows, strategy, min_frames, reasons):
     """Why each frame that no spectrum uses was left out (path -> reason), in ``reasons``."""
     used = [i for i, k in enumerate(keep) if k]
@@ -577,9 +555,9 @@ def _unused_frames(frames, keep, runs, windows, strategy, min_frames, reasons):
                 reasons[f.path] = f"the running check did not reach the chi-square range in its run of {len(run)}{odd}"
 
 
-def coadd_folder(inputs, output_folder, strategy="sliding", window=12, stride=1,
-                 flare_catalog=None, allowed_classes=("B", "C", "M"), respfile=None,
-                 ancrfile=None, backfile=None, progress=None, output_layer=None,
+def coadd_folder(inputs, output_folder, strategy=_P.strategy, window=_P.window, stride=_P.stride,
+                 flare_catalog=None, allowed_classes=_P.allowed_classes, respfile=None,
+                 ancrfile=None, backfile=None, progress=None, place=None,
                  gap_tolerance=0.5, min_frames=None, max_frames=None, chi2_range=(0.8, 2.0),
                  channels=None, make_background=False, min_solar_angle_bkg=90.0,
                  max_solar_angle=None, skip_bad=False):
@@ -592,11 +570,12 @@ def coadd_folder(inputs, output_folder, strategy="sliding", window=12, stride=1,
     window still gives one spectrum when it has at least this many frames (1: every frame counts,
     with its true exposure). ``make_background``: when ``backfile`` is not given, build one from
     the night-side frames into ``output_folder/background_night.pha`` (and name it in BACKFILE).
-    ``output_layer``: also write the observation layer (GeoPackage or Shapefile).
 
-    Every output appears whole or not at all: the PHA files, the background and the layer are
-    staged and moved into place together (:mod:`transact`), so a cancel or a failure leaves the
-    output folder as it was; what a killed run left is cleaned (or completed) by the next run.
+    Every output appears whole or not at all: the PHA files and the background are staged and
+    moved into place together (:mod:`transact`), so a cancel or a failure leaves the output folder
+    as it was; what a killed run left is cleaned (or completed) by the next run. ``place``: the
+    staging path function of the caller's :class:`transact.Transaction` (the co-add stage's, which
+    commits the files with the observation layer); without it the files are committed here.
     Every frame that no spectrum uses is in :attr:`CoaddResult.unused` with the reason.
     """
     from . import transact
@@ -604,13 +583,9 @@ def coadd_folder(inputs, output_folder, strategy="sliding", window=12, stride=1,
     if strategy not in STRATEGIES:
         raise ClassXRFError(None, f"unknown strategy {strategy!r}; one of {STRATEGIES}",
                             key="STRATEGY")
-    output_folder = _output_folder(output_folder)
-    if output_layer and os.path.isdir(os.fspath(output_layer)):
-        raise ClassXRFError(output_layer, "the observation layer cannot be written: a folder of that name is in the way")
-    if output_layer:
-        _output_folder(os.path.dirname(os.path.abspath(os.fspath(output_layer))))
-        transact.recover(os.path.dirname(os.path.abspath(os.fspath(output_layer))))
-    transact.recover(output_folder)
+    output_folder = transact.output_folder(output_folder)
+    if place is None:
+        transact.recover(output_folder)
     paths = list_l1_files(inputs)
     frames, skipped = read_frames(paths, subrange(p, 0.0, 0.5), skip_bad=skip_bad)
     n_read = len(frames)
@@ -651,36 +626,24 @@ def coadd_folder(inputs, output_folder, strategy="sliding", window=12, stride=1,
         raise ClassXRFError(where, f"no co-added spectrum: {n_read} frames read, {int((~keep).sum())} filtered "
                                    f"out, the longest run of contiguous frames has {longest} (WINDOW {window}, "
                                    f"MIN_FRAMES {mf}); {advice}")
-    try:
-        tx = transact.Transaction(output_folder)
-    except OSError as exc:
-        raise ClassXRFError(output_folder, f"cannot write into the output folder ({exc.strerror or exc})") from None
-    with tx:
+    with (transact.open_transaction(output_folder) if place is None else contextlib.nullcontext()) as tx:
+        place = place if tx is None else tx.path
         background_path = None
         if backfile or make_background:
             bpath = os.path.join(output_folder, "background_night.pha") if not backfile else \
                 os.fspath(backfile)
             if make_background and not backfile:
-                background_path = build_background(tx.path(bpath), frames, None, min_solar_angle_bkg, channels)
+                background_path = build_background(place(bpath), frames, None, min_solar_angle_bkg, channels)
                 background_path = bpath if background_path else None
             else:
                 background_path = bpath
         pha_paths, geoms, attrs = coadd_frames(used, windows, output_folder, strategy, respfile,
                                                ancrfile, background_path, channels,
-                                               subrange(p, 0.6, 0.97), place=tx.path)
-        layer_path = None
-        if output_layer:
-            from .geo import write_vector
-            p.set(0.97, "writing the observation layer")
-            try:
-                write_vector(tx.path(output_layer), geoms, attrs)
-            except OSError as exc:
-                raise ClassXRFError(output_layer, f"cannot write the observation layer ({exc})") from None
-            layer_path = os.fspath(output_layer)
+                                               subrange(p, 0.6, 0.97), place=place)
         p.check()
     p.set(1.0, f"{len(pha_paths)} co-added spectra")
     return CoaddResult(pha_paths=pha_paths, geometries=geoms, attributes=attrs,
-                       background_path=background_path, layer_path=layer_path,
+                       background_path=background_path,
                        n_frames_read=n_read, n_frames_rejected=int((~keep).sum()),
-                       n_runs=len(runs), skipped=skipped,
+                       skipped=skipped,
                        unused=sorted(reasons.items()))

@@ -16,8 +16,7 @@ renormalised to 100 % (Mn and K, < 0.5 wt% together, are left out).
 """
 import numpy as np
 
-ELEMENTS = ("O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe")
-CATIONS = ELEMENTS[1:]
+from .choices import ELEMENTS  # noqa: F401  (the element order, re-exported as composition.ELEMENTS)
 Z = np.array([8, 11, 12, 13, 14, 20, 22, 26], dtype=np.int64)
 
 # Standard atomic weights (IUPAC 2013 abridged), g/mol, in ELEMENTS order.
@@ -26,7 +25,6 @@ ATOMIC_WEIGHT = np.array([15.999, 22.990, 24.305, 26.982, 28.085, 40.078, 47.867
 # Oxygen atoms per cation atom in the oxide each cation forms in lunar soils:
 # Na2O, MgO, Al2O3, SiO2, CaO, TiO2, FeO (iron is ferrous on the Moon).
 OXYGEN_PER_CATION = np.array([0.5, 1.0, 1.5, 2.0, 1.0, 2.0, 1.0])
-OXIDES = ("Na2O", "MgO", "Al2O3", "SiO2", "CaO", "TiO2", "FeO")
 
 # Element wt% of the landing-site soils (Lunar Sourcebook Tab. 7.15; AFHT: Prettyman et al. 2006),
 # in ELEMENTS order, as listed in lunar_soils_element_wt.csv.

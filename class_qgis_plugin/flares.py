@@ -14,15 +14,17 @@ configurable.
 import csv
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 
 from .errors import ClassXRFError
+from .specs import CoaddParams
 
 __all__ = ["FlareCatalog", "read_flare_catalog", "flare_letter", "DEFAULT_ALLOWED"]
 
-DEFAULT_ALLOWED = ("B", "C", "M")
+#: the flare classes co-added by default (the co-add stage's ``allowed_classes``)
+DEFAULT_ALLOWED = CoaddParams.allowed_classes
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -162,13 +164,3 @@ def read_flare_catalog(path):
                         letter=np.array([flare_letter(c) for c in cls], dtype=object),
                         path=path)
 
-
-def frame_time_seconds(dt):
-    """Seconds since 1970-01-01 UTC of a timezone-aware datetime (helper for callers)."""
-    return _seconds(dt)
-
-
-def day_window(date_yyyymmdd):
-    """(start, end) seconds since 1970 of a UTC day, for tests and filters."""
-    day = datetime.strptime(str(date_yyyymmdd), "%Y%m%d").replace(tzinfo=timezone.utc)
-    return _seconds(day), _seconds(day + timedelta(days=1))

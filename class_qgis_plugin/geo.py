@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .choices import LUNAR_CRS
+from .choices import LUNAR_CRS, N_REGION_COLS, N_REGION_ROWS
 from .errors import ClassXRFError
 
 LUNAR_RASTER_CRS = LUNAR_VECTOR_CRS = LUNAR_CRS
@@ -28,7 +28,6 @@ MOON_RADIUS_KM = 1737.4
 
 REGION_ROWS, REGION_COLS = 342, 682
 REGION_DLAT, REGION_DLON = 22.5, 45.0
-N_REGION_ROWS, N_REGION_COLS = 8, 8
 PIXEL_DLAT = REGION_DLAT / REGION_ROWS
 PIXEL_DLON = REGION_DLON / REGION_COLS
 NODATA = -9999.0
@@ -322,6 +321,18 @@ def atomic_output(path):
         for leftover in _companions(tmp):
             if leftover.exists():
                 leftover.unlink()
+
+
+def save_figure(fig, path, dpi=90):
+    """Save the matplotlib figure ``fig`` as a PNG at ``path`` atomically and close it -> the path."""
+    import matplotlib.pyplot as plt
+    path = os.fspath(path)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path
 
 
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix")

@@ -2,7 +2,8 @@
 
 Layout of a GIB folder
 ----------------------
-* ``gib_r{i}_c{j}.tif``: one GeoTIFF per region touched (contract 6): REGION_ROWS x REGION_COLS,
+* ``gib_r{i}_c{j}.tif``: one GeoTIFF per region touched (:func:`region_path`; read by :func:`read_gib`
+  and :func:`read_region`, the region a name stands for by :func:`region_of_path`): REGION_ROWS x REGION_COLS,
   ``ESRI:104903`` (the plugin's lunar CRS), float32, nodata -9999; bands 1..8 the inverse-variance mean wt% of
   ELEMENTS, bands 9..16 their 1-sigma errors ``1 / sqrt(sum w)``, band 17 ``n_obs``, the number of
   sub-footprint observations on the pixel (0 where none; the abundance and error bands are nodata
@@ -13,7 +14,8 @@ Layout of a GIB folder
   adding is exact and order-independent, and an observation can be taken out again exactly.
 * ``gib_ledger.json``: which observations are in the GIB: observation identity -> content key
   and regions. The identity is the co-added spectrum (``pha_path`` file name, ``t_start``,
-  ``t_end``) when the layer has those columns (contract 4), else the content key itself. The
+  ``t_end``) when the abundance layer has those columns (the co-added spectrum each row was inverted
+  from), else the content key itself. The
   content key is a SHA-256 of the row (obs_id, identity fields, geometry, X, X_err, X_ok), the
   albedo / mare source file's SHA-256, the priors and the sub-footprint size.
   Populating again with the same inputs finds every key already there and changes nothing (no
@@ -23,6 +25,13 @@ Layout of a GIB folder
   rewritten from the sidecars when something changed.
 
 Only the regions holding added or removed contributions are rewritten (the paper's "dynamic" GIB).
+
+Populating: :func:`populate` (footprints and their attributes already read; the populate stage,
+:func:`class_qgis_plugin.tasks.populate`, reads the layer and writes the point layer in one
+transaction with the GIB). The
+super-resolution reads a region through :func:`read_gib` and :func:`footprint_groups_of_gib` (the
+sidecar's footprints, :class:`class_qgis_plugin.superres.kriging.FootprintGroups`): this module alone
+knows the GIB's file names.
 """
 import hashlib
 import json
@@ -52,7 +61,24 @@ def band_names(elements=None):
 
 
 def region_path(folder, i, j, ext=".tif"):
+    """The file of region (i, j) in a GIB folder: ``gib_r{i}_c{j}`` + ``ext``."""
     return Path(folder) / f"gib_r{int(i)}_c{int(j)}{ext}"
+
+
+def region_of_path(path):
+    """The region (i, j) a GIB file is named for (``gib_r{i}_c{j}``, any extension), or None when its
+    name is another (a renamed raster cannot be told apart from another region's)."""
+    name = Path(path).stem
+    try:
+        i, j = (int(v) for v in name[len("gib_r"):].split("_c"))
+    except ValueError:
+        return None
+    return (i, j) if region_path("", i, j, "").name == name else None
+
+
+def sidecar_path(gib_tif):
+    """The sidecar of a GIB region raster: the same name, ``.npz``."""
+    return Path(os.path.splitext(os.path.abspath(str(gib_tif)))[0] + ".npz")
 
 
 def pixel_of(i, j, lat, lon):
@@ -162,6 +188,45 @@ def read_region(folder, i, j):
     return geo.read_geotiff(region_path(folder, i, j))
 
 
+def read_gib(gib_tif):
+    """The GIB region raster ``gib_tif`` -> (wt% (rows, cols, 8), their errors (rows, cols, 8), n_obs
+    (rows, cols), meta); NaN = nodata. A raster without the 17 bands or the region's size is an error
+    naming it."""
+    data, meta = geo.read_geotiff(gib_tif)
+    if data.shape[0] < 17:
+        raise ClassXRFError(gib_tif, f"a GIB raster has 17 bands (8 wt%, 8 errors, n_obs), this one has "
+                                     f"{data.shape[0]}", key="bands")
+    if data.shape[1:] != (geo.REGION_ROWS, geo.REGION_COLS):
+        raise ClassXRFError(gib_tif, f"a GIB raster is {geo.REGION_ROWS} x {geo.REGION_COLS} pixels, this one is "
+                                     f"{data.shape[1]} x {data.shape[2]}", key="size")
+    return (np.moveaxis(data[0:8], 0, -1), np.moveaxis(data[8:16], 0, -1), data[16], meta)
+
+
+def footprint_records(gib_tif, region=None):
+    """The sidecar records of the GIB region raster ``gib_tif`` (:func:`load_region_records`), or None:
+    without a sidecar, when its name is not the canonical name of ``region`` (default: the region
+    its name gives) or when the sidecar holds no contribution."""
+    side = sidecar_path(gib_tif)
+    if not side.is_file():
+        return None
+    named = region_of_path(gib_tif)
+    if named is None or (region is not None and named != tuple(int(v) for v in region)):
+        return None
+    rec = load_region_records(side.parent, *named)
+    return rec if rec["key"].size else None
+
+
+def footprint_groups_of_gib(gib_tif, region=None):
+    """The footprints behind the pixels of the GIB region raster ``gib_tif``, from its sidecar
+    (:func:`footprint_records`), as :class:`class_qgis_plugin.superres.kriging.FootprintGroups` (a
+    footprint identified by its observation key), or None without usable records."""
+    rec = footprint_records(gib_tif, region)
+    if rec is None:
+        return None
+    from .superres.kriging import FootprintGroups
+    return FootprintGroups(rec["row"] * geo.REGION_COLS + rec["col"], rec["key"], rec["value"], rec["sigma"])
+
+
 # ------------------------------------------------------------------------------ ledger / keys
 def _read_ledger(folder):
     path = Path(folder) / LEDGER
@@ -220,14 +285,192 @@ def _identity_and_key(attrs, r, geom, values, errors, ok, context):
     return identity, key
 
 
-# ------------------------------------------------------------------------------ entry point
-def populate_layer(abundance_layer_path, albedo, gib_folder, points_output=None, progress=None,
-                   sub_size_km=None, threshold=None, mare_wt=None, highland_wt=None, prior="fraction"):
-    """Populate an abundance layer into the GIB folder (created if needed) -> summary dict.
+# ------------------------------------------------------------------------------ populating: the steps
+class _Plan:
+    """What one populate run does. Per row of the layer: ``idents`` (observation identity), ``keys``
+    (content key), ``obs_ids``; the rows to populate ``new_rows`` (new or changed), of those ``replaced``
+    (known with another key), ``already`` (rows unchanged in the GIB), ``skipped`` [(obs_id, reason)];
+    then (:func:`_populate_rows`) the sub-footprints ``result`` (:class:`population.Population`) with their
+    rows ``fp_rows``, keys ``sub_keys`` and regions ``ri``, ``rj``, the rows that got sub-footprints
+    ``populated_rows``; and (:func:`_plan_removals`) the contributions to take out ``remove_keys`` and
+    the regions to rewrite ``regions``."""
+
+
+def open_folder(gib_folder):
+    """The GIB folder (a Path), made if needed, after finishing (or dropping) what a killed run left."""
+    from . import transact
+    folder = Path(gib_folder)
+    if folder.exists() and not folder.is_dir():
+        raise ClassXRFError(folder, "the GIB folder is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    transact.recover(folder)
+    return folder
+
+
+def _source_context(albedo, threshold, mare_wt, highland_wt, sub_size_km, prior):
+    """The mare classifier of ``albedo`` and what every content key includes besides the row (the
+    albedo source's SHA-256, the threshold, the priors, the sub-footprint size and prior form) ->
+    (classifier, threshold or None, context)."""
+    from . import albedo as albedo_mod
+    if hasattr(albedo, "mare_flag"):
+        classifier, src_hash = albedo, f"object:{type(albedo).__name__}:{getattr(albedo, 'path', '')}"
+    else:
+        classifier = albedo_mod.load_classifier(albedo, threshold=threshold)
+        src_hash = file_sha256(albedo)
+    thr = getattr(classifier, "threshold", None)
+    thr = None if thr is None else float(thr)
+    context = dict(albedo=src_hash, threshold=thr, mare=[float(v) for v in mare_wt],
+                   high=[float(v) for v in highland_wt], sub=sub_size_km, prior=prior)
+    return classifier, thr, context
+
+
+def _plan_rows(geoms, attrs, values, errors, ok, context, known):
+    """Identity and key of every row, and which rows to populate (a :class:`_Plan`): a row whose identity
+    the GIB (its ledger's ``known`` observations) has with the same key is already there; a second row
+    of one observation in the layer is skipped."""
+    plan = _Plan()
+    n = len(geoms)
+    plan.obs_ids = (np.asarray(attrs["obs_id"]).astype(np.int64) if "obs_id" in attrs
+                    else np.arange(n, dtype=np.int64))
+    pairs = [_identity_and_key(attrs, r, geoms[r], values, errors, ok, context) for r in range(n)]
+    plan.idents, plan.keys = [i for i, _ in pairs], [k for _, k in pairs]
+    plan.new_rows, plan.replaced, plan.already, plan.skipped = [], [], 0, []
+    seen = {}
+    for r, ident in enumerate(plan.idents):
+        if ident in seen:
+            plan.skipped.append((int(plan.obs_ids[r]), f"duplicate of row {seen[ident]} in the same layer "
+                                                       f"(same observation {ident})"))
+            continue
+        seen[ident] = r
+        prev = known.get(ident)
+        if prev is not None and prev["key"] == plan.keys[r]:
+            plan.already += 1
+            continue
+        if prev is not None:
+            plan.replaced.append(r)
+        plan.new_rows.append(r)
+    return plan
+
+
+def _populate_rows(plan, geoms, values, errors, ok, classifier, mare_wt, highland_wt, sub_size_km, prior,
+                   progress):
+    """Sub-footprints: the plan's rows split, classified and solved (:func:`population.populate_footprints`);
+    each sub-footprint's row, content key and region."""
+    from . import population as pop
+    from .composition import ELEMENTS
+    rows = plan.new_rows
+    res = pop.populate_footprints([geoms[r] for r in rows], values[rows], errors[rows], ok[rows], classifier,
+                                  mare_wt, highland_wt, ELEMENTS, sub_size_km=sub_size_km, progress=progress,
+                                  prior=prior)
+    for local, reason in res.skipped:
+        plan.skipped.append((int(plan.obs_ids[rows[local]]), reason))
+    plan.result = res
+    plan.fp_rows = np.asarray(rows, np.int64)[res.footprint] if res.footprint.size else np.zeros(0, np.int64)
+    plan.sub_keys = np.asarray([plan.keys[r] for r in plan.fp_rows], dtype="U64")
+    ri, rj = geo.region_of(res.lat, res.lon) if plan.fp_rows.size else (np.zeros(0, int), np.zeros(0, int))
+    plan.ri, plan.rj = np.atleast_1d(ri), np.atleast_1d(rj)
+    plan.populated_rows = sorted(set(plan.fp_rows.tolist()))
+
+
+def _plan_removals(plan, known):
+    """The old contributions to take out: replaced identities (their old key), and any stale copy of a
+    new key (a run interrupted after writing some regions but before the ledger); the regions touched.
+    A replaced observation whose new version was skipped is taken out too (its old values are
+    superseded), and said so."""
+    plan.remove_keys = set(plan.keys[r] for r in plan.populated_rows)
+    touched = set(zip(plan.ri.tolist(), plan.rj.tolist()))
+    for r in plan.replaced:
+        prev = known[plan.idents[r]]
+        plan.remove_keys.add(prev["key"])
+        touched.update(tuple(x) for x in prev["regions"])
+    for r in plan.replaced:
+        if r not in plan.populated_rows:
+            plan.skipped.append((int(plan.obs_ids[r]), "new version could not be populated; its previous "
+                                                       "contribution was removed from the GIB"))
+    plan.regions = sorted(touched)
+
+
+def _merged_region(folder, i, j, plan, n_el):
+    """Region (i, j)'s records less the plan's removed contributions, plus its new sub-footprints ->
+    (records, keys added)."""
+    rec = load_region_records(folder, i, j, n_el)
+    keep = ~np.isin(rec["key"], list(plan.remove_keys)) if rec["key"].size else np.zeros(0, bool)
+    rec = _select(rec, keep)
+    sel = (plan.ri == i) & (plan.rj == j)
+    if not sel.any():
+        return rec, []
+    res = plan.result
+    row, col = pixel_of(i, j, res.lat[sel], res.lon[sel])
+    add = dict(key=plan.sub_keys[sel], obs_id=plan.obs_ids[plan.fp_rows[sel]], sub=res.sub[sel].astype(np.int64),
+               n_sub=res.n_sub[sel].astype(np.int64), lat=res.lat[sel], lon=res.lon[sel],
+               row=row.astype(np.int64), col=col.astype(np.int64), mare=res.mare[sel].astype(np.int8),
+               mare_frac=res.mare_frac[sel], value=res.value[sel], sigma=res.sigma[sel])
+    return _concat(rec, add), np.unique(add["key"])
+
+
+def _write_regions(folder, plan, tx, p):
+    """Every touched region merged (:func:`_merged_region`), its raster and sidecar staged in ``tx``
+    (both removed when it is left empty) -> (files, records by region, regions of each added key)."""
+    from .composition import ELEMENTS
+    files, new_records, regions_of_key = [], {}, {}
+    rp = subrange(p, 0.5, 0.95)
+    for n_done, (i, j) in enumerate(plan.regions):
+        rp.check()
+        rp.set(n_done / max(len(plan.regions), 1), f"region ({i}, {j})")
+        rec, added = _merged_region(folder, i, j, plan, len(ELEMENTS))
+        for k in added:
+            regions_of_key.setdefault(str(k), []).append([int(i), int(j)])
+        new_records[(i, j)] = rec
+        tif, npz = region_path(folder, i, j), region_path(folder, i, j, ".npz")
+        if rec["key"].size:
+            _save_records(folder, i, j, rec, path=tx.path(npz))
+            write_region(folder, i, j, rec, ELEMENTS, path=tx.path(tif))
+            files += [str(tif), str(npz)]
+        else:
+            tx.remove(tif)
+            tx.remove(npz)
+    return files, new_records, regions_of_key
+
+
+def _write_ledger_and_points(folder, plan, led, new_records, regions_of_key, source, tx, p):
+    """The ledger (replaced identities dropped, populated ones recorded with their regions) and the GIB's
+    point layer, staged in ``tx`` when a region changed -> files."""
+    from .composition import ELEMENTS
+    if not plan.regions:
+        return []
+    known = led["observations"]
+    for r in plan.replaced:
+        known.pop(plan.idents[r], None)
+    for r in plan.populated_rows:
+        known[plan.idents[r]] = dict(key=plan.keys[r], regions=regions_of_key.get(plan.keys[r], []),
+                                     obs_id=int(plan.obs_ids[r]), source=None if source is None else str(source))
+    _write_ledger(folder, led, path=tx.path(folder / LEDGER))
+    p.set(0.96, "writing the GIB point layer")
+    write_gib_points(folder, ELEMENTS, path=tx.path(folder / POINTS), override=new_records)
+    return [str(folder / LEDGER), str(folder / POINTS)]
+
+
+def _write_gib(folder, plan, led, source, tx, p):
+    """Regions, sidecars, ledger and point layer staged in ``tx`` -> files."""
+    files, new_records, regions_of_key = _write_regions(folder, plan, tx, p)
+    return files + _write_ledger_and_points(folder, plan, led, new_records, regions_of_key, source, tx, p)
+
+
+# ------------------------------------------------------------------------------ entry points
+def populate(geoms, attrs, albedo, gib_folder, *, source=None, sub_size_km=None, prior="fraction", progress=None,
+             place=None, threshold=None, mare_wt=None, highland_wt=None):
+    """Populate footprints into the GIB folder (created if needed) -> ``(point geometries, point
+    attributes, summary)`` of this run's populated sub-footprints.
+
+    ``geoms`` (N shapely polygons, lon/lat) and ``attrs`` (their columns: X, X_err, X_ok for every
+    element X, ``obs_id``, and ``pha_path``, ``t_start``, ``t_end`` when known: the observation's
+    identity) are an abundance layer's rows; ``source`` its path (named in errors and in the ledger).
+    ``place``: an open :class:`transact.Transaction` the GIB's files are staged in, for the caller to
+    commit with its own outputs (all or nothing); None: populate stages them in its own transaction and
+    commits it.
 
     ``albedo``: an albedo raster / equirectangular image, a mare polygon layer (.gpkg, .shp, ...)
-    or an object with ``mare_flag(lat, lon)``. ``points_output`` (.gpkg or .shp): the point layer
-    of this run's populated sub-footprints. ``threshold`` overrides Otsu's albedo threshold.
+    or an object with ``mare_flag(lat, lon)``. ``threshold`` overrides Otsu's albedo threshold.
     ``prior``: how a sub-footprint's prior D is formed (see :func:`population.populate_footprints`).
 
     Summary keys: ``footprints`` (rows read), ``populated`` (footprints newly added or replaced),
@@ -235,145 +478,40 @@ def populate_layer(abundance_layer_path, albedo, gib_folder, points_output=None,
     ``regions_touched`` (sorted [(i, j)]), ``skipped`` ([(obs_id or row, reason)]),
     ``element_skips`` ({element: footprints where it was not populated}), ``element_notes``
     ({element: why measured values were left out, e.g. rows with X_err = 0}), ``files`` (written),
-    ``threshold`` (albedo threshold used, or None), ``points_output``.
+    ``threshold`` (albedo threshold used, or None).
     """
-    from . import albedo as albedo_mod
     from . import population as pop
+    from . import transact
     from .composition import ELEMENTS, HIGHLAND_WT, MARE_WT
 
-    from . import transact
     p = as_progress(progress)
-    folder = Path(gib_folder)
-    if folder.exists() and not folder.is_dir():
-        raise ClassXRFError(folder, "the GIB folder is a file, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    transact.recover(folder)                      # finish (or drop) what a killed run left
-    if points_output is not None:
-        transact.recover(Path(points_output).absolute().parent)
+    folder = open_folder(gib_folder)
     mare_wt = np.asarray(MARE_WT if mare_wt is None else mare_wt, np.float64)
     highland_wt = np.asarray(HIGHLAND_WT if highland_wt is None else highland_wt, np.float64)
-    K = len(ELEMENTS)
-
-    p.set(0.0, "reading the abundance layer")
-    geoms, values, errors, ok, attrs = pop.read_abundance_layer(abundance_layer_path, ELEMENTS)
-    N = len(geoms)
-    if hasattr(albedo, "mare_flag"):
-        classifier, src_hash = albedo, f"object:{type(albedo).__name__}:{getattr(albedo, 'path', '')}"
-    else:
-        classifier = albedo_mod.load_classifier(albedo, threshold=threshold)
-        src_hash = file_sha256(albedo)
-    thr = getattr(classifier, "threshold", None)
-    context = dict(albedo=src_hash, threshold=None if thr is None else float(thr),
-                   mare=[float(v) for v in mare_wt], high=[float(v) for v in highland_wt],
-                   sub=sub_size_km, prior=prior)
-    obs_ids = (np.asarray(attrs["obs_id"]).astype(np.int64) if "obs_id" in attrs
-               else np.arange(N, dtype=np.int64))
-
+    values, errors, ok = pop.abundance_columns(attrs, len(geoms), ELEMENTS, source)
+    classifier, thr, context = _source_context(albedo, threshold, mare_wt, highland_wt, sub_size_km, prior)
     led = _read_ledger(folder)
-    known = led["observations"]
-    idents, keys = [], []
-    for r in range(N):
-        ident, key = _identity_and_key(attrs, r, geoms[r], values, errors, ok, context)
-        idents.append(ident)
-        keys.append(key)
-    new_rows, replaced, already = [], [], 0
-    seen = {}
-    skipped = []
-    for r in range(N):
-        if idents[r] in seen:
-            skipped.append((int(obs_ids[r]), f"duplicate of row {seen[idents[r]]} in the same layer "
-                                             f"(same observation {idents[r]})"))
-            continue
-        seen[idents[r]] = r
-        prev = known.get(idents[r])
-        if prev is not None and prev["key"] == keys[r]:
-            already += 1
-            continue
-        if prev is not None:
-            replaced.append(r)
-        new_rows.append(r)
-
+    plan = _plan_rows(geoms, attrs, values, errors, ok, context, led["observations"])
     p.set(0.05, "splitting and solving")
-    result = pop.populate_footprints([geoms[r] for r in new_rows], values[new_rows], errors[new_rows],
-                                     ok[new_rows], classifier, mare_wt, highland_wt, ELEMENTS,
-                                     sub_size_km=sub_size_km, progress=subrange(p, 0.05, 0.5), prior=prior)
-    for local, reason in result.skipped:
-        skipped.append((int(obs_ids[new_rows[local]]), reason))
-    fp_rows = np.asarray(new_rows, np.int64)[result.footprint] if result.footprint.size else np.zeros(0, np.int64)
-    sub_keys = np.asarray([keys[r] for r in fp_rows], dtype="U64")
-    ri, rj = geo.region_of(result.lat, result.lon) if fp_rows.size else (np.zeros(0, int), np.zeros(0, int))
-    ri, rj = np.atleast_1d(ri), np.atleast_1d(rj)
-    populated_rows = sorted(set(fp_rows.tolist()))
-
-    # old contributions to take out: replaced identities (their old key), and any stale copy of a
-    # new key (a run interrupted after writing some regions but before the ledger)
-    remove_keys = set(keys[r] for r in populated_rows)
-    touched = set(zip(ri.tolist(), rj.tolist()))
-    for r in replaced:
-        prev = known[idents[r]]
-        remove_keys.add(prev["key"])
-        touched.update(tuple(x) for x in prev["regions"])
-    # a replaced observation whose new version was skipped is taken out too (its old values
-    # are superseded); say so
-    for r in replaced:
-        if r not in populated_rows:
-            skipped.append((int(obs_ids[r]), "new version could not be populated; its previous "
-                                             "contribution was removed from the GIB"))
-
-    files = []
-    regions = sorted(touched)
-    rp = subrange(p, 0.5, 0.95)
-    regions_of_key = {}
-    new_records = {}
-    with transact.Transaction(folder) as tx:     # rasters, sidecars, ledger, layers: all or nothing
-        for n_done, (i, j) in enumerate(regions):
-            rp.check()
-            rp.set(n_done / max(len(regions), 1), f"region ({i}, {j})")
-            rec = load_region_records(folder, i, j, K)
-            keep = ~np.isin(rec["key"], list(remove_keys)) if rec["key"].size else np.zeros(0, bool)
-            rec = _select(rec, keep)
-            sel = (ri == i) & (rj == j)
-            if sel.any():
-                row, col = pixel_of(i, j, result.lat[sel], result.lon[sel])
-                add = dict(key=sub_keys[sel], obs_id=obs_ids[fp_rows[sel]], sub=result.sub[sel].astype(np.int64),
-                           n_sub=result.n_sub[sel].astype(np.int64), lat=result.lat[sel],
-                           lon=result.lon[sel], row=row.astype(np.int64), col=col.astype(np.int64),
-                           mare=result.mare[sel].astype(np.int8), mare_frac=result.mare_frac[sel],
-                           value=result.value[sel], sigma=result.sigma[sel])
-                rec = _concat(rec, add)
-                for k in np.unique(add["key"]):
-                    regions_of_key.setdefault(str(k), []).append([int(i), int(j)])
-            new_records[(i, j)] = rec
-            if rec["key"].size:
-                _save_records(folder, i, j, rec, path=tx.path(region_path(folder, i, j, ".npz")))
-                write_region(folder, i, j, rec, ELEMENTS, path=tx.path(region_path(folder, i, j)))
-                files += [str(region_path(folder, i, j)), str(region_path(folder, i, j, ".npz"))]
-            else:
-                tx.remove(region_path(folder, i, j))
-                tx.remove(region_path(folder, i, j, ".npz"))
-        if regions:
-            for r in replaced:
-                known.pop(idents[r], None)
-            for r in populated_rows:
-                known[idents[r]] = dict(key=keys[r], regions=regions_of_key.get(keys[r], []),
-                                        obs_id=int(obs_ids[r]), source=str(abundance_layer_path))
-            _write_ledger(folder, led, path=tx.path(folder / LEDGER))
-            files.append(str(folder / LEDGER))
-            p.set(0.96, "writing the GIB point layer")
-            write_gib_points(folder, ELEMENTS, path=tx.path(folder / POINTS), override=new_records)
-            files.append(str(folder / POINTS))
-        if points_output is not None:
-            _write_points(tx.path(points_output), result,
-                          obs_ids[fp_rows] if fp_rows.size else np.zeros(0, np.int64), ELEMENTS)
-            files.append(str(points_output))
-        p.check()
-    p.set(1.0, "GIB updated")
-    return dict(footprints=N, populated=len(populated_rows), already_in_gib=already,
-                replaced=len([r for r in replaced if r in populated_rows]),
-                sub_footprints=int(fp_rows.size), regions_touched=regions, skipped=skipped,
-                element_skips=result.element_skips, element_notes=result.element_notes, files=files,
-                threshold=None if thr is None else float(thr),
-                points_output=None if points_output is None else str(points_output))
+    _populate_rows(plan, geoms, values, errors, ok, classifier, mare_wt, highland_wt, sub_size_km, prior,
+                   subrange(p, 0.05, 0.5))
+    _plan_removals(plan, led["observations"])
+    if place is None:
+        with transact.Transaction(folder) as tx:     # rasters, sidecars, ledger, layer: all or nothing
+            files = _write_gib(folder, plan, led, source, tx, p)
+            p.check()
+        p.set(1.0, "GIB updated")
+    else:
+        files = _write_gib(folder, plan, led, source, place, p)
+    res = plan.result
+    pts, pattrs = _point_layer(res, plan.obs_ids[plan.fp_rows] if plan.fp_rows.size else np.zeros(0, np.int64),
+                               ELEMENTS)
+    summary = dict(footprints=len(geoms), populated=len(plan.populated_rows), already_in_gib=plan.already,
+                   replaced=len([r for r in plan.replaced if r in plan.populated_rows]),
+                   sub_footprints=int(plan.fp_rows.size), regions_touched=plan.regions, skipped=plan.skipped,
+                   element_skips=res.element_skips, element_notes=res.element_notes, files=files,
+                   threshold=thr)
+    return pts, pattrs, summary
 
 
 # ------------------------------------------------------------------------------ point layers
@@ -388,7 +526,8 @@ def _point_attrs(obs_id, sub, n_sub, mare, mare_frac, lat, lon, value, sigma, el
     return attrs
 
 
-def _write_points(path, res, obs_ids, elements):
+def _point_layer(res, obs_ids, elements):
+    """Points and attributes (with their regions) of populated sub-footprints ``res``."""
     from shapely.geometry import Point
     pts = [Point(float(x), float(y)) for x, y in zip(res.lon, res.lat)]
     ri, rj = (geo.region_of(res.lat, res.lon) if len(pts) else (np.zeros(0, int), np.zeros(0, int)))
@@ -396,7 +535,7 @@ def _write_points(path, res, obs_ids, elements):
                          res.value, res.sigma, elements)
     attrs["region_i"] = np.atleast_1d(ri).astype(np.int64)
     attrs["region_j"] = np.atleast_1d(rj).astype(np.int64)
-    return geo.write_vector(path, pts, attrs)
+    return pts, attrs
 
 
 def write_gib_points(folder, elements=None, path=None, override=None):
@@ -408,7 +547,7 @@ def write_gib_points(folder, elements=None, path=None, override=None):
     folder = Path(folder)
     override = override or {}
     recs = []
-    found = {tuple(int(s[1:]) for s in npz.stem.split("_")[1:3]) for npz in folder.glob("gib_r*_c*.npz")}
+    found = {region_of_path(npz) for npz in folder.glob("gib_r*_c*.npz")} - {None}
     for i, j in sorted(found | set(override)):
         rec = override[(i, j)] if (i, j) in override else load_region_records(folder, i, j, len(elements))
         rec = dict(rec)

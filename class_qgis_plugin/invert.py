@@ -59,18 +59,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .choices import GAIN_FIT_MODES, STATISTICS
-from .composition import (ELEMENTS, HIGHLAND_WT, MARE_WT, oxygen_fraction_coefficients)
+from .choices import FITTED_CATIONS, GAIN_FIT_MODES, STATISTICS
+from .composition import ELEMENTS, HIGHLAND_WT, MARE_WT, mix, oxygen_fraction_coefficients
 from .errors import ClassXRFError
 from .fitkernel import (batched_lm, chi_xspec, cstat, fisher, reduced_statistic, residual_terms,
                         xspec_variance)
 from .progress import as_progress, subrange
+from .specs import InvertParams as _P
 
-FREE = ("Na", "Mg", "Al", "Ca", "Ti", "Fe")
+FREE = FITTED_CATIONS
 FREE_IDX = np.array([ELEMENTS.index(e) for e in FREE])
 SI = ELEMENTS.index("Si")
 O = ELEMENTS.index("O")
-CATION_IDX = np.arange(1, 8)
 FLOOR = 1e-4          # wt%: lower bound used for the free cations
 
 
@@ -385,7 +385,7 @@ def _a_priori_start(batch, d, B, w0, M, fit_norm):
     f0 = np.ones(nb)
     net = np.maximum(d - B, 0).sum(axis=1)
     for fx in np.linspace(0.0, 1.0, 5):
-        cw = fx * MARE_WT + (1 - fx) * HIGHLAND_WT
+        cw = mix(fx)
         wt = w0[None] + np.broadcast_to(_params_from_wt(cw), (nb, M.shape[1])) @ M.T
         ev = batch.evaluate(wt / wt.sum(axis=1, keepdims=True), rows, False)
         tot = ev["lines"] + ev["scatter"]
@@ -526,8 +526,8 @@ def _response_coverage(fm, fitmask, e_range):
 
 
 def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure_s, phase_deg=None,
-                   e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, gain_fit="none",
-                   gain_bounds=GAIN_BOUNDS, background_variance=None, statistic="cstat", max_rel_err=0.5,
+                   e_range=(_P.e_min, _P.e_max), oxygen=_P.oxygen, fit_norm=_P.fit_norm, gain_fit=_P.gain_fit,
+                   gain_bounds=GAIN_BOUNDS, background_variance=None, statistic=_P.statistic, max_rel_err=0.5,
                    max_redchi=MAX_REDCHI, max_iter=60, tol=0.01, chunk=64, start=None, bad_rows=None,
                    progress=None):
     """Invert a batch of spectra.
@@ -779,14 +779,8 @@ def plot_fit(path, result, i, title=None):
     rx.set_ylabel("(d - m) / sigma")
     rx.set_xlabel("energy (keV)")
     fig.tight_layout()
-    from .geo import atomic_output
-    path = os.fspath(path)
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    from .geo import save_figure
+    return save_figure(fig, path)
 
 
 def _resolve(path, base):
@@ -827,30 +821,31 @@ def _solar_rows(paths, progress):
     return e0, F, note
 
 
-def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_offset=0.0, e_range=(0.9, 4.2),
-                 oxygen="stoichiometric", fit_norm=True, gain_fit="none", plot_dir=None, progress=None, place=None,
-                 **fit_kw):
-    """Invert every spectrum of an observation layer (the co-add output, with the solar fit's columns).
+def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.gain_slope,
+                        gain_offset=_P.gain_offset, e_range=(_P.e_min, _P.e_max), oxygen=_P.oxygen,
+                        fit_norm=_P.fit_norm, gain_fit=_P.gain_fit, plot_dir=None, progress=None, place=None,
+                        base=None, source=None, **fit_kw):
+    """Invert every spectrum of an observation layer's rows (the co-add output, with the solar fit's columns).
 
-    Reads ``pha_path``, ``solar_ang``, ``emis_ang``, ``exposure`` (and ``solar_file``, ``phase_ang``
-    when present) with :func:`geo.read_vector`; ``rmf``/``arf``/``background`` are paths or
-    loaded objects; ``solar`` the default solar table for rows without ``solar_file``. Relative
-    paths are taken from the layer's folder. ``gain_slope``/``gain_offset`` follow XSPEC's ``gain``
-    command (:mod:`fpmodel`) and are the start of a fitted gain (``gain_fit``: ``"none"``,
-    ``"spectrum"`` or ``"shared"`` by all spectra of the layer); ``fit_norm`` (default True) frees the
-    fluorescence normalisation (see the module notes). Every spectrum is inverted with its own
-    solar spectrum in one batched fit. Returns ``(columns, result)``: the columns to add (dict name ->
-    array, :meth:`InversionResult.columns`) and the :class:`InversionResult`. With ``plot_dir`` a fit
-    plot ``fit_<obs_id>.png`` is written per spectrum (at ``place(path)`` when given: a
-    :class:`transact.Transaction`'s staging path). A row whose spectrum cannot be read is flagged
-    (1, the file and the problem in its note, named by its obs_id) and the others are inverted.
+    ``attrs``: the layer's columns (:func:`obslayer.read` for the invert stage): ``pha_path``,
+    ``solar_ang``, ``emis_ang``, ``exposure`` (and ``solar_file``, ``phase_ang``, ``obs_id`` when
+    present); ``rmf``/``arf``/``background`` are paths or loaded objects; ``solar`` the default
+    solar table for rows without ``solar_file``. Relative paths are taken from ``base`` (the
+    layer's folder); ``source`` (the layer) is named in errors. ``gain_slope``/``gain_offset``
+    follow XSPEC's ``gain`` command (:mod:`fpmodel`) and are the start of a fitted gain
+    (``gain_fit``: ``"none"``, ``"spectrum"`` or ``"shared"`` by all spectra of the layer);
+    ``fit_norm`` (default True) frees the fluorescence normalisation (see the module notes).
+    Every spectrum is inverted with its own solar spectrum in one batched fit. Returns
+    ``(columns, result)``: the columns to add (dict name -> array, :meth:`InversionResult.columns`)
+    and the :class:`InversionResult`. With ``plot_dir`` a fit plot ``fit_<obs_id>.png`` is written
+    per spectrum (at ``place(path)`` when given: a :class:`transact.Transaction`'s staging path). A
+    row whose spectrum cannot be read is flagged (1, the file and the problem in its note, named by
+    its obs_id) and the others are inverted.
     """
-    from . import geo, ogip
+    from . import obslayer, ogip
     from .fpmodel import ForwardModel
     p = as_progress(progress)
-    _, attrs, _ = geo.read_vector(layer)
-    geo.require_columns(layer, attrs, ["pha_path", "solar_ang", "emis_ang", "exposure"])
-    base = os.path.dirname(os.path.abspath(os.fspath(layer)))
+    obslayer.require(source, attrs, obslayer.NEEDS["invert"], "invert")
     n = len(attrs["pha_path"])
     rmf = rmf if hasattr(rmf, "matrix") else ogip.read_rmf(_resolve(rmf, base))
     arf = arf if (arf is None or hasattr(arf, "specresp")) else ogip.read_arf(_resolve(arf, base))
@@ -862,7 +857,7 @@ def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_o
         sf = solar_files[r] if solar_files is not None else None
         sf = sf if (sf is not None and str(sf).strip() not in ("", "None", "nan")) else solar
         if sf is None:
-            raise ClassXRFError(layer, f"row {r}: no solar_file and no default solar table given", key="solar_file")
+            raise ClassXRFError(source, f"row {r}: no solar_file and no default solar table given", key="solar_file")
         keys.append(_resolve(str(sf), base))
     counts = np.zeros((n, rmf.n_channels))
     bk = np.zeros((n, rmf.n_channels))
@@ -877,7 +872,7 @@ def invert_layer(layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_o
         name = str(attrs["pha_path"][r]).strip()
         try:
             if name in ("", "None", "nan"):
-                raise ClassXRFError(layer, "pha_path is empty", key="pha_path")
+                raise ClassXRFError(source, "pha_path is empty", key="pha_path")
             pha = ogip.read_pha(_resolve(name, base))
             counts[r] = pha.counts_on_response(rmf.n_channels)
         except ClassXRFError as exc:         # a bad row is flagged and skipped; the others go on

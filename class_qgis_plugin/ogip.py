@@ -407,11 +407,11 @@ class PHA:
         return int(self.channel[0]) if np.size(self.channel) else 0
 
 
-def _scalar_or_column(data, header, name, path, n_rows, row=None, default=None):
-    """OGIP quantity given either as column (per channel, or per row in type II) or as key."""
+def _scalar_or_column(data, header, name, path, default=None):
+    """OGIP quantity given either as column (per channel) or as key."""
     col = _column(data, name, path, required=False)
     if col is not None:
-        return col if row is None else col[row]
+        return col
     if name in header:
         return header[name]
     return default
@@ -445,7 +445,7 @@ def _tlmin_of(header, data, name):
 
 
 def _pha_from_arrays(path, header, comments, channel, counts, rate, exposure, stat_err, sys_err,
-                     quality, grouping, backscal, areascal, poisserr, tlmin=None):
+                     quality, grouping, backscal, areascal, tlmin=None):
     n = counts.size if counts is not None else rate.size
     if exposure is None:
         raise ClassXRFError(path, "required key is missing", key="EXPOSURE")
@@ -503,19 +503,18 @@ def read_pha(path):
         if values.ndim > 1 or str(header.get("HDUCLAS4", "")).strip().upper() == "TYPE:II":
             raise ClassXRFError(path, "is a type II PHA file (one spectrum per row); "
                                 "use read_pha_typeii", key=key)
-        n = values.size
         channel = _column(data, "CHANNEL", path, required=False)
         return _pha_from_arrays(
             path, header, comments, channel,
             values if key == "COUNTS" else None, values if key == "RATE" else None,
-            _scalar_or_column(data, header, "EXPOSURE", path, n),
-            _scalar_or_column(data, header, "STAT_ERR", path, n),
-            _scalar_or_column(data, header, "SYS_ERR", path, n),
-            _scalar_or_column(data, header, "QUALITY", path, n),
-            _scalar_or_column(data, header, "GROUPING", path, n),
-            _scalar_or_column(data, header, "BACKSCAL", path, n, default=1.0),
-            _scalar_or_column(data, header, "AREASCAL", path, n, default=1.0),
-            header.get("POISSERR"), _tlmin_of(header, data, "CHANNEL"))
+            _scalar_or_column(data, header, "EXPOSURE", path),
+            _scalar_or_column(data, header, "STAT_ERR", path),
+            _scalar_or_column(data, header, "SYS_ERR", path),
+            _scalar_or_column(data, header, "QUALITY", path),
+            _scalar_or_column(data, header, "GROUPING", path),
+            _scalar_or_column(data, header, "BACKSCAL", path, default=1.0),
+            _scalar_or_column(data, header, "AREASCAL", path, default=1.0),
+            _tlmin_of(header, data, "CHANNEL"))
     finally:
         hdul.close()
 
@@ -556,7 +555,7 @@ def read_pha_typeii(path):
                 v if key == "COUNTS" else None, v if key == "RATE" else None,
                 rowval("EXPOSURE"), rowval("STAT_ERR"), rowval("SYS_ERR"), rowval("QUALITY"),
                 rowval("GROUPING"), rowval("BACKSCAL", 1.0), rowval("AREASCAL", 1.0),
-                header.get("POISSERR"), _tlmin_of(header, data, "CHANNEL"))
+                _tlmin_of(header, data, "CHANNEL"))
             pha.header["EXPOSURE"] = pha.exposure
             out.append(pha)
         return out
@@ -841,7 +840,7 @@ class RMF:
         return x @ self.matrix
 
 
-def _as_list_of_arrays(col, n_rows):
+def _as_list_of_arrays(col):
     """A column that may be scalar-per-row, fixed vector or variable-length, as a list."""
     if col.dtype == object:
         return [np.atleast_1d(np.asarray(c)) for c in col]
@@ -891,9 +890,9 @@ def read_rmf(path):
         if isinstance(det, (int, np.integer)) and det > n_chan:
             n_chan = int(det)
         n_grp = _column(data, "N_GRP", path).astype(np.int64).ravel()
-        fch = _as_list_of_arrays(_column(data, "F_CHAN", path), n_e)
-        nch = _as_list_of_arrays(_column(data, "N_CHAN", path), n_e)
-        mat = _as_list_of_arrays(_column(data, "MATRIX", path), n_e)
+        fch = _as_list_of_arrays(_column(data, "F_CHAN", path))
+        nch = _as_list_of_arrays(_column(data, "N_CHAN", path))
+        mat = _as_list_of_arrays(_column(data, "MATRIX", path))
         dense = np.zeros((n_e, n_chan), dtype=float)
         dropped = np.zeros(n_e)
         for i in range(n_e):
@@ -967,10 +966,7 @@ def write_rmf(path, rmf, lo_thres=0.0, telescop="CHANDRAYAAN-2", instrume="CLASS
 
     maxlen = max([x.size for x in m_list] + [1])
     maxg = max(int(ngrp.max()) if n_e else 1, 1)
-    cols = [fits.Column(name="ENERG_LO", format="E", unit="keV",
-                        array=np.asarray(rmf.energ_lo, np.float32)),
-            fits.Column(name="ENERG_HI", format="E", unit="keV",
-                        array=np.asarray(rmf.energ_hi, np.float32)),
+    cols = _energy_columns(rmf.energ_lo, rmf.energ_hi) + [
             fits.Column(name="N_GRP", format="I", array=ngrp.astype(np.int16)),
             fits.Column(name="F_CHAN", format=f"PJ({maxg})", array=vla(f_list, np.int32)),
             fits.Column(name="N_CHAN", format=f"PJ({maxg})", array=vla(n_list, np.int32)),
@@ -1089,15 +1085,18 @@ def read_arf(path):
         hdul.close()
 
 
+def _energy_columns(energ_lo, energ_hi):
+    """The ``ENERG_LO`` / ``ENERG_HI`` columns (keV, float32) of an RMF's MATRIX or an ARF."""
+    from astropy.io import fits
+    return [fits.Column(name=name, format="E", unit="keV", array=np.asarray(v, np.float32))
+            for name, v in (("ENERG_LO", energ_lo), ("ENERG_HI", energ_hi))]
+
+
 def write_arf(path, arf, telescop="CHANDRAYAAN-2", instrume="CLASS"):
     """Write an :class:`ARF` with standard ``ENERG_LO``/``ENERG_HI``/``SPECRESP``, atomically."""
     from astropy.io import fits
-    cols = [fits.Column(name="ENERG_LO", format="E", unit="keV",
-                        array=np.asarray(arf.energ_lo, np.float32)),
-            fits.Column(name="ENERG_HI", format="E", unit="keV",
-                        array=np.asarray(arf.energ_hi, np.float32)),
-            fits.Column(name="SPECRESP", format="E", unit="cm**2",
-                        array=np.asarray(arf.specresp, np.float32))]
+    cols = _energy_columns(arf.energ_lo, arf.energ_hi) + [
+        fits.Column(name="SPECRESP", format="E", unit="cm**2", array=np.asarray(arf.specresp, np.float32))]
     hdu = fits.BinTableHDU.from_columns(cols, name="SPECRESP")
     h = hdu.header
     for key, val in (("TELESCOP", arf.header.get("TELESCOP", telescop)),

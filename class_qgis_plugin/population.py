@@ -470,19 +470,15 @@ def populate_footprints(geometries, values, errors, ok=None, classifier=None, ma
     return out
 
 
-def read_abundance_layer(path, elements=None):
-    """Read the abundance layer (contract 4) -> (geometries, values, errors, ok, attrs).
-
-    Columns X, X_err, X_ok for every element X are required; a missing one raises
-    :class:`ClassXRFError` naming the layer and the column.
-    """
+def abundance_columns(attrs, n_rows, elements=None, path=None):
+    """The abundances of an abundance layer's columns ``attrs`` (``n_rows`` rows) -> (values, errors, ok),
+    (n_rows, K) each: columns X, X_err and X_ok for every element X. A missing or non-numeric column
+    raises :class:`ClassXRFError` naming the layer ``path`` and the column."""
     from . import geo
 
     if elements is None:
         from .composition import ELEMENTS as elements
-    geoms, attrs, crs = geo.read_vector(path)
-    cols = [c for el in elements for c in (el, f"{el}_err", f"{el}_ok")]
-    geo.require_columns(path, attrs, cols)
+    geo.require_columns(path, attrs, [c for el in elements for c in (el, f"{el}_err", f"{el}_ok")])
 
     def num(name):
         try:
@@ -490,7 +486,6 @@ def read_abundance_layer(path, elements=None):
         except (TypeError, ValueError) as exc:
             raise ClassXRFError(path, "column is not numeric", key=name) from exc
 
-    values = np.stack([num(el) for el in elements], axis=1) if geoms else np.zeros((0, len(elements)))
-    errors = np.stack([num(f"{el}_err") for el in elements], axis=1) if geoms else np.zeros((0, len(elements)))
-    ok = np.stack([num(f"{el}_ok") for el in elements], axis=1) if geoms else np.zeros((0, len(elements)))
-    return geoms, values, errors, ok, attrs
+    if not n_rows:
+        return tuple(np.zeros((0, len(elements))) for _ in range(3))
+    return tuple(np.stack([num(f"{el}{suffix}") for el in elements], axis=1) for suffix in ("", "_err", "_ok"))

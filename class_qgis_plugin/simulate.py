@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import composition, geo
+from .choices import DEFAULT_REGION
 from .errors import ClassXRFError
 from .progress import as_progress, subrange
 
@@ -57,7 +58,7 @@ class SimulationConfig:
     """Settings of :func:`simulate` (all have defaults: the embedded default data set)."""
 
     seed: int = 42
-    region: tuple = (3, 4)            # GIB region (i, j): 0..22.5 N, 0..45 E by default
+    region: tuple = DEFAULT_REGION    # GIB region (i, j): 0..22.5 N, 0..45 E by default
     flare_classes: tuple = ("C",)     # one class per track, cycled
     n_tracks: int = 24
     lat_fraction: float = 1.0         # fraction of the region's latitude span each track covers

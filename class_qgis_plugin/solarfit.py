@@ -338,13 +338,8 @@ def fit_plot(result, path):
     a2.axhline(0, color="k", lw=0.5)
     a2.set_xlabel("energy (keV)")
     a2.set_ylabel("(n - mu)/sqrt(mu)")
-    from .geo import atomic_output
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    from .geo import save_figure
+    return save_figure(fig, path)
 
 
 def write_fit_outputs(result, stem, plot=False, place=None):

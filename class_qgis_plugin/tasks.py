@@ -1,193 +1,213 @@
-"""The stages as tasks: files in, files out, a JSON-serialisable summary back.
+"""The stages: a spec in, files in, files out, a summary back.
 
-Each task reads its inputs, calls the science core and writes its outputs (atomically), so that
-the QGIS algorithms, the command line and batch runs on a cluster share one implementation. The
-QGIS glue runs them in a separate Python process through :mod:`worker` (see there why).
-Every task takes ``progress`` (see :mod:`progress`) and keyword arguments of plain types.
+Each stage takes its spec (:mod:`specs`), reads its inputs, calls the science core (which takes
+and returns arrays and plain objects), writes its outputs (atomically, all or nothing: see
+:mod:`transact`) and returns a summary of plain values. The QGIS algorithms (through the worker
+process, :mod:`worker`), the command line (:mod:`cli`) and batch scripts share them::
+
+    from class_qgis_plugin import tasks
+    tasks.run("invert", layer="obs.gpkg", out_layer="abund.gpkg", rmf="class.rmf", arf="class.arf",
+              background="bkg.pha", gain_fit="shared")
+
+Every stage takes ``progress`` (see :mod:`progress`).
 """
 import os
+import re
 
 import numpy as np
 
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    return x
+from . import obslayer, transact
+from .errors import ClassXRFError
+from .specs import SPECS, Spec
 
 
-def simulate(folder, seed=42, region=(3, 4), tracks=24, flare_class="C", rmf=None, arf=None, progress=None):
-    """classxrf:simulate: write the synthetic data set into ``folder``."""
+def _layer_folder(path):
+    return os.path.dirname(os.path.abspath(os.fspath(path)))
+
+
+def _open(roots, stage_root, layer=None):
+    """The transaction of a stage: what killed runs left in ``roots`` completed or cleaned first;
+    a layer path taken by a folder is refused before anything is written."""
+    if layer is not None and os.path.isdir(layer):
+        raise ClassXRFError(layer, "the layer cannot be written: a folder of that name is in the way")
+    for folder in roots:
+        transact.recover(transact.output_folder(folder))
+    return transact.open_transaction(stage_root)
+
+
+def simulate(p, progress=None):
+    """classxrf:simulate: the synthetic data set written into ``p.folder``, whole or not at all."""
     from .simulate import SimulationConfig
     from .simulate import simulate as run
 
-    from . import transact
-
-    use_real = bool(rmf and arf)
-    cfg = SimulationConfig(seed=int(seed), region=tuple(int(v) for v in region), n_tracks=int(tracks),
-                           flare_classes=(flare_class,), rmf=rmf if use_real else None,
-                           arf=arf if use_real else None)
-    transact.recover(folder)
-    with transact.Transaction(folder) as tx:      # the data set appears whole or not at all
+    cfg = SimulationConfig(seed=p.seed, region=(p.region_i, p.region_j), n_tracks=p.tracks,
+                           flare_classes=p.flare_classes, rmf=p.rmf, arf=p.arf)
+    folder = os.path.abspath(p.folder)
+    with _open([folder], folder) as tx:
         staging = tx.tree(folder)
         res = run(staging, cfg, progress=progress)
 
     def final(path):
-        return os.path.join(os.path.abspath(os.fspath(folder)), os.path.relpath(os.fspath(path), staging))
-    return _jsonable(dict(folder=os.path.abspath(os.fspath(folder)), albedo=final(res.albedo), truth=final(res.truth),
-                          frames=final(res.frames_folder), xsm=final(res.xsm_folder), rmf=final(res.rmf),
-                          arf=final(res.arf), background=final(res.background),
-                          solar=final(res.solar_tables[flare_class]), n_frames=res.n_frames))
+        return os.path.join(folder, os.path.relpath(os.fspath(path), staging))
+    return dict(folder=folder, albedo=final(res.albedo), truth=final(res.truth), frames=final(res.frames_folder),
+                xsm=final(res.xsm_folder), rmf=final(res.rmf), arf=final(res.arf),
+                background=final(res.background), solar=final(res.solar_tables[p.flare_classes[0]]),
+                n_frames=res.n_frames)
 
 
-def coadd(inputs, out_folder, out_layer, strategy="sliding", window=12, stride=1, flare_catalog=None,
-          allowed_classes=("B", "C", "M"), respfile=None, ancrfile=None, backfile=None, make_background=False,
-          min_frames=None, progress=None):
-    """classxrf:coadd: co-added PHA files in ``out_folder`` and the observation layer ``out_layer``,
-    written together or not at all. The summary counts the frames no spectrum uses, by reason, with
-    examples (``unused``)."""
-    from . import coadd as core
-
-    res = core.coadd_folder(inputs, out_folder, strategy=strategy, window=int(window), stride=int(stride),
-                            flare_catalog=flare_catalog or None, allowed_classes=tuple(allowed_classes),
-                            respfile=respfile or None, ancrfile=ancrfile or None, backfile=backfile or None,
-                            make_background=bool(make_background),
-                            min_frames=None if min_frames in (None, "", 0) else int(min_frames),
-                            output_layer=out_layer, progress=progress)
-    import re
+def _group_unused(unused):
+    """Frames no spectrum uses, grouped by the reason with its numbers taken out."""
     by_reason = {}
-    for path, why in res.unused:                  # grouped by the reason with its numbers taken out
+    for path, why in unused:
         key = re.sub(r"\d+(\.\d+)?", "N", why.split(" (")[0].split(":")[0])
         by_reason.setdefault(key, []).append(f"{os.path.basename(path)}: {why}")
-    return _jsonable(dict(layer=out_layer, n_spectra=len(res.geometries), background=res.background_path,
-                          n_read=res.n_frames_read, n_rejected=res.n_frames_rejected, n_unused=len(res.unused),
-                          unused={k: dict(n=len(v), examples=v[:3]) for k, v in by_reason.items()}))
+    return {k: dict(n=len(v), examples=v[:3]) for k, v in by_reason.items()}
 
 
-def solarfit(layer, out_layer, xsm, out_folder, arf=None, rmf=None, two_temp=False, plot=False, progress=None):
-    """classxrf:solarfit: I0 tables in ``out_folder`` and the layer with the solar columns added."""
-    from . import geo
+def coadd(p, progress=None):
+    """classxrf:coadd: co-added PHA files in ``p.out_folder`` and the observation layer
+    ``p.out_layer``, written together or not at all. The summary counts the frames no spectrum
+    uses, by reason, with examples (``unused``)."""
+    from . import coadd as core
+    from .progress import as_progress
+
+    prog = as_progress(progress)
+    with _open([p.out_folder, _layer_folder(p.out_layer)], p.out_folder, p.out_layer) as tx:
+        res = core.coadd_folder(p.inputs if len(p.inputs) > 1 or not os.path.isdir(p.inputs[0]) else p.inputs[0],
+                                p.out_folder, strategy=p.strategy, window=p.window, stride=p.stride,
+                                flare_catalog=p.flare_catalog, allowed_classes=p.allowed_classes, respfile=p.rmf,
+                                ancrfile=p.arf, backfile=p.background, make_background=p.make_background,
+                                min_frames=p.min_frames or None, progress=progress, place=tx.path)
+        prog.set(0.98, "writing the observation layer")
+        obslayer.write(tx.path(p.out_layer), res.geometries, res.attributes)
+        prog.check()
+    return dict(layer=p.out_layer, n_spectra=len(res.geometries), background=res.background_path,
+                n_read=res.n_frames_read, n_rejected=res.n_frames_rejected, n_unused=len(res.unused),
+                unused=_group_unused(res.unused))
+
+
+def solarfit(p, progress=None):
+    """classxrf:solarfit: I0 tables in ``p.out_folder`` and the layer with the solar columns added."""
     from . import solarfit as core
 
-    from . import transact
-
-    geoms, attrs, _ = geo.read_vector(layer)
-    geo.require_columns(layer, attrs, ["t_start", "t_end"])
-    for folder in (os.fspath(out_folder), os.path.dirname(os.path.abspath(os.fspath(out_layer)))):
-        transact.recover(folder)
-    with transact.Transaction(out_folder) as tx:    # the I0 tables and the layer appear together
-        cols = core.fit_observations(attrs["t_start"], attrs["t_end"], xsm, out_folder, arf=arf or None,
-                                     rmf=rmf or None, two_temp=bool(two_temp), plot=bool(plot),
-                                     obs_ids=attrs.get("obs_id"), progress=progress, place=tx.path)
-        attrs.update(cols)
-        geo.write_vector(tx.path(out_layer), geoms, attrs)
+    geoms, attrs = obslayer.read(p.layer, "solarfit")
+    with _open([p.out_folder, _layer_folder(p.out_layer)], p.out_folder, p.out_layer) as tx:
+        cols = core.fit_observations(attrs["t_start"], attrs["t_end"], p.xsm, p.out_folder, arf=p.xsm_arf,
+                                     rmf=p.xsm_rmf, two_temp=p.two_temp, plot=p.plots, obs_ids=attrs.get("obs_id"),
+                                     progress=progress, place=tx.path)
+        obslayer.write(tx.path(p.out_layer), geoms, obslayer.add(attrs, "solarfit", cols))
         progress is None or progress.check()
-    return dict(layer=os.fspath(out_layer), n=len(geoms),
-                n_missing=int(sum(1 for f in cols["solar_file"] if not f)))
+    return dict(layer=p.out_layer, n=len(geoms), n_missing=int(sum(1 for f in cols["solar_file"] if not f)))
 
 
-def invert(layer, out_layer, rmf, arf, background, solar=None, gain_slope=1.0, gain_offset=0.0,
-           e_range=(0.9, 4.2), oxygen="stoichiometric", fit_norm=True, gain_fit="none", statistic="cstat",
-           plot_dir=None, progress=None):
-    """classxrf:invert: the layer with the abundance columns added. The summary says how many fits
-    were flagged and why, what the response reading did, and which element the fits constrain
-    most often (``best_element``, the one to style the layer by)."""
-    from . import geo
-    from . import invert as core
-    from . import transact
-    from .choices import STYLE_PREFERENCE
-    from .composition import ELEMENTS
+def invert_summary(res):
+    """The invert stage's summary of an :class:`invert.InversionResult`: how many fits were
+    flagged and why (an example note each), what the response reading did, how often each element
+    is constrained, and the element the fits constrain most often (``best_element``, the one to
+    style the layer by; ties go by :data:`choices.STYLE_PREFERENCE`)."""
+    from .choices import ELEMENTS, STYLE_PREFERENCE
+    from .invert import FIT_FLAGS
 
-    geoms, attrs, _ = geo.read_vector(layer)
-    root = os.path.dirname(os.path.abspath(os.fspath(out_layer)))
-    for folder in [root] + ([os.fspath(plot_dir)] if plot_dir else []):
-        transact.recover(folder)
-    with transact.Transaction(root) as tx:       # the layer and the plots appear together or not at all
-        cols, res = core.invert_layer(layer, rmf=rmf, arf=arf, background=background, solar=solar or None,
-                                      gain_slope=float(gain_slope), gain_offset=float(gain_offset),
-                                      e_range=tuple(float(v) for v in e_range), oxygen=oxygen,
-                                      fit_norm=bool(fit_norm), gain_fit=gain_fit, statistic=statistic,
-                                      plot_dir=plot_dir or None, progress=progress, place=tx.path)
-        attrs.update(cols)
-        geo.write_vector(tx.path(out_layer), geoms, attrs)
-        progress is None or progress.check()
     flagged = {}
     for code, note in zip(res.flag, res.note):
         if code:
-            flagged.setdefault(f"{int(code)} {core.FIT_FLAGS[int(code)]}", []).append(note)
-    n_ok = res.ok[res.flag == 0].sum(axis=0) if np.any(res.flag == 0) else np.zeros(len(ELEMENTS))
+            flagged.setdefault(f"{int(code)} {FIT_FLAGS[int(code)]}", []).append(note)
+    good = res.flag == 0
+    n_ok = res.ok[good].sum(axis=0) if np.any(good) else np.zeros(len(ELEMENTS))
     order = [ELEMENTS.index(e) for e in STYLE_PREFERENCE]
     best = max(order, key=lambda k: (n_ok[k], -order.index(k)))
-    return _jsonable(dict(layer=os.fspath(out_layer), n=len(geoms), n_converged=int(np.sum(res.converged)),
-                          n_fitted=int(np.sum(res.flag == 0)),
-                          flagged={k: dict(n=len(v), example=v[0]) for k, v in flagged.items()},
-                          notes=res.notes, best_element=ELEMENTS[best],
-                          constrained={el: int(n_ok[k]) for k, el in enumerate(ELEMENTS)},
-                          median_redchi=float(np.nanmedian(res.chi2 / np.maximum(res.dof, 1)))
-                          if np.any(res.flag == 0) else None))
+    return dict(n=len(res.flag), n_converged=int(np.sum(res.converged)), n_fitted=int(np.sum(good)),
+                flagged={k: dict(n=len(v), example=v[0]) for k, v in flagged.items()}, notes=list(res.notes),
+                best_element=ELEMENTS[best], constrained={el: int(n_ok[k]) for k, el in enumerate(ELEMENTS)},
+                median_redchi=float(np.nanmedian(res.chi2[good] / np.maximum(res.dof[good], 1)))
+                if np.any(good) else None)
 
 
-def populate(layer, albedo, gib_folder, points_output, sub_size_km=None, prior="fraction", progress=None):
-    """classxrf:populate: update the GIB in ``gib_folder`` and write this run's sub-footprints."""
-    from . import gib
+def invert(p, progress=None):
+    """classxrf:invert: the layer with the abundance columns added (and the fit plots), together or
+    not at all. The summary is :func:`invert_summary`'s."""
+    from . import invert as core
 
-    summary = gib.populate_layer(layer, albedo, gib_folder, points_output=points_output, progress=progress,
-                                 sub_size_km=sub_size_km or None, prior=prior)
-    return _jsonable(summary)
+    geoms, attrs = obslayer.read(p.layer, "invert")
+    root = _layer_folder(p.out_layer)
+    with _open([root] + ([p.plot_dir] if p.plot_dir else []), root, p.out_layer) as tx:
+        cols, res = core.invert_observations(attrs, rmf=p.rmf, arf=p.arf, background=p.background, solar=p.solar,
+                                             gain_slope=p.gain_slope, gain_offset=p.gain_offset, e_range=p.e_range,
+                                             oxygen=p.oxygen_model, fit_norm=p.fit_norm, gain_fit=p.gain_fit,
+                                             statistic=p.statistic, plot_dir=p.plot_dir, progress=progress,
+                                             place=tx.path, base=_layer_folder(p.layer), source=p.layer)
+        obslayer.write(tx.path(p.out_layer), geoms, obslayer.add(attrs, "invert", cols))
+        progress is None or progress.check()
+    return dict(invert_summary(res), layer=p.out_layer)
 
 
-def basemap(source, output, west=-180.0, progress=None):
+def populate(p, progress=None):
+    """classxrf:populate: the GIB in ``p.gib_folder`` updated from the abundance layer ``p.layer`` and
+    this run's sub-footprints written as points to ``p.points_output``, together or not at all.
+    The summary is :func:`gib.populate`'s."""
+    from . import geo, gib
+    from .progress import as_progress
+
+    prog = as_progress(progress)
+    prog.set(0.0, "reading the abundance layer")
+    geoms, attrs = obslayer.read(p.layer, "populate")
+    folder = gib.open_folder(p.gib_folder)
+    with _open([_layer_folder(p.points_output)], folder, p.points_output) as tx:
+        pts, pattrs, summary = gib.populate(geoms, attrs, p.albedo, folder, source=p.layer,
+                                            sub_size_km=p.sub_size_km or None, prior=p.prior, progress=prog,
+                                            place=tx)
+        geo.write_vector(tx.path(p.points_output), pts, pattrs)
+        summary["files"].append(str(p.points_output))
+        prog.check()
+    prog.set(1.0, "GIB updated")
+    return dict(summary, points_output=str(p.points_output))
+
+
+def basemap(p, progress=None):
     """classxrf:basemap: a lunar GeoTIFF basemap from an albedo raster or equirectangular image."""
     from .basemap import make_basemap
 
-    res = make_basemap(source, output, west=float(west), progress=progress)
-    return _jsonable(dict(path=res.path, kind=res.kind, width=res.width, height=res.height, bands=res.bands,
-                          bounds=res.bounds, crs=res.crs, overviews=res.overviews, copied=res.copied))
+    res = make_basemap(p.source, p.output, west=float(p.west), progress=progress)
+    return dict(path=res.path, kind=res.kind, width=res.width, height=res.height, bands=res.bands,
+                bounds=res.bounds, crs=res.crs, overviews=res.overviews, copied=res.copied)
 
 
-def superresolve(gib, albedo, region, output, curve_output=None, settings=None, device="cpu", extent=None,
-                 progress=None):
-    """classxrf:superresolve: the GATv2 + CNN hybrid map of region (i, j) from the GIB and the albedo.
+def superresolve(p, progress=None):
+    """classxrf:superresolve: the GATv2 + CNN hybrid map of a region from the GIB and the albedo.
 
-    ``gib``: the GIB folder (its ``gib_r{i}_c{j}.tif`` is used) or a region raster; ``extent``
-    (west, south, east, north, lunar degrees), when given, picks the region by its centre (an extent
-    reaching past a pole is an error, not a clamp). Writes the GeoTIFF (8 element bands +
-    ``support_km``) and, when asked, the training curve CSV."""
-    from . import geo
+    The region is ``(p.region_i, p.region_j)`` or the one holding the centre of ``p.extent``; the
+    GIB is a folder (its raster of that region is used) or a region raster. Writes the GeoTIFF (8
+    element bands + ``support_km``) and, when asked, the training curve CSV."""
     from . import gib as gib_mod
-    from .errors import ClassXRFError
-
-    if extent is not None:
-        w, s, e, n = (float(v) for v in extent)
-        if not (-90.0 <= s <= n <= 90.0) or not all(np.isfinite([w, s, e, n])) or w > e:
-            raise ClassXRFError(None, f"the extent ({w:g}, {s:g}, {e:g}, {n:g}) is not on the Moon: latitudes must "
-                                      f"lie in -90..90 and west <= east", key="EXTENT")
-        region = geo.region_of(0.5 * (s + n), 0.5 * (w + e))
-    i, j = (int(v) for v in region)
-    if not (0 <= i < geo.N_REGION_ROWS and 0 <= j < geo.N_REGION_COLS):
-        raise ClassXRFError(None, f"region ({i}, {j}) does not exist: i is 0..{geo.N_REGION_ROWS - 1}, j is "
-                                  f"0..{geo.N_REGION_COLS - 1}", key="REGION")
     from .superres.train import superresolve_region, write_superres_geotiff, write_training_curve
-    tif = gib_mod.region_path(gib, i, j) if os.path.isdir(gib) else gib
+
+    i, j = p.region
+    tif = gib_mod.region_path(p.gib, i, j) if os.path.isdir(p.gib) else p.gib
     if not os.path.exists(tif):
         raise ClassXRFError(tif, f"no GIB raster for region ({i}, {j}): populate footprints of that region first")
-    pred, support, curve = superresolve_region(tif, albedo, (i, j), settings=settings, device=device,
-                                               progress=progress)
-    write_superres_geotiff(output, pred, support, (i, j))
-    if curve_output:
-        write_training_curve(curve_output, curve)
+    pred, support, curve = superresolve_region(tif, p.albedo, (i, j), settings=p.training_settings(),
+                                               device=p.device, progress=progress)
+    write_superres_geotiff(p.output, pred, support, (i, j))
+    if p.curve_output:
+        write_training_curve(p.curve_output, curve)
     observed = np.isfinite(support) & (support == 0)
-    return dict(output=os.fspath(output), curve=None if not curve_output else os.fspath(curve_output),
-                region=[i, j], n_observed=int(observed.sum()), n_steps=len(curve),
-                final_loss=float(curve[-1]["loss"]) if curve and "loss" in curve[-1] else None)
+    return dict(output=p.output, curve=p.curve_output, region=[i, j], n_observed=int(observed.sum()),
+                n_steps=len(curve), final_loss=float(curve[-1]["loss"]) if curve and "loss" in curve[-1] else None)
 
 
-TASKS = {f.__name__: f for f in (simulate, coadd, solarfit, invert, populate, basemap, superresolve)}
+STAGES = {f.__name__: f for f in (simulate, coadd, solarfit, invert, populate, basemap, superresolve)}
+assert set(STAGES) == set(SPECS)
+
+
+def run(stage, params=None, progress=None, **values):
+    """Run ``stage`` with a spec, or a dict / keyword arguments of its fields (checked by the spec:
+    an unknown name or a bad value is a :class:`ClassXRFError` naming it). Returns the summary."""
+    if stage not in STAGES:
+        raise ClassXRFError(None, f"unknown stage {stage!r} (known: {', '.join(sorted(STAGES))})")
+    if isinstance(params, Spec):
+        if values:
+            raise TypeError("give a spec or values, not both")
+        spec = params.check()
+    else:
+        spec = SPECS[stage].from_dict(dict(params or {}, **values))
+    return STAGES[stage](spec, progress)

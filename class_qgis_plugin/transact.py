@@ -19,6 +19,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from .errors import ClassXRFError
+
 PREFIX = ".classxrf-txn-"
 
 
@@ -148,7 +150,6 @@ class Transaction:
         self.removals.append(str(Path(final).absolute()))
 
     def commit(self):
-        from .errors import ClassXRFError
         for _, dst in self.moves:      # checked before anything moves: a commit does not fail half-way
             if dst.is_dir():
                 raise ClassXRFError(dst, "cannot be written: a folder of that name is in the way")
@@ -192,3 +193,26 @@ class Transaction:
         else:
             self.abort()
         return False
+
+
+def output_folder(folder):
+    """``folder`` made if needed; a path that is a file, or a folder that cannot be written, is a
+    clear error (not a traceback)."""
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ClassXRFError(folder, "the output folder is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ClassXRFError(folder, f"cannot create the output folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ClassXRFError(folder, "the output folder cannot be written (read-only or no permission)")
+    return folder
+
+
+def open_transaction(root):
+    """A :class:`Transaction` under ``root``; a folder that cannot be written is a clear error."""
+    try:
+        return Transaction(root)
+    except OSError as exc:
+        raise ClassXRFError(root, f"cannot write into the output folder ({exc.strerror or exc})") from None

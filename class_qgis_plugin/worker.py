@@ -7,14 +7,30 @@ exit). A plain Python process has no such conflict, and a heavy computation (tor
 arrays) cannot take QGIS down with it. Cancelling is a SIGTERM, which the worker turns into
 :class:`errors.Cancelled`, so atomic writes clean their temporary files.
 
-Protocol: one JSON request on standard input, ``{"task": NAME, "kwargs": {...}}``; JSON lines on
+Protocol: one JSON request on standard input, ``{"task": STAGE, "params": {...}}`` (the stage's
+spec as a dict, :meth:`specs.Spec.to_dict`); JSON lines on
 standard output: ``{"progress": f, "message": m}`` while it works, then one final line
 ``{"result": {...}}`` or ``{"error": message, "type": "ClassXRFError" | "Cancelled" | "Exception"}``.
 """
 import json
+import os
 import signal
 import sys
 import traceback
+
+
+def jsonable(x):
+    """``x`` with numpy values, tuples and paths turned into JSON types (the one place a stage's
+    summary is made serialisable: at the process boundary)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    if hasattr(x, "tolist") and hasattr(x, "dtype"):     # numpy arrays and scalars
+        return jsonable(x.tolist())
+    return x
 
 
 def _emit(obj, stream):
@@ -25,7 +41,7 @@ def _emit(obj, stream):
 def main(stdin=None, stdout=None):
     from .errors import Cancelled, ClassXRFError
     from .progress import Progress
-    from .tasks import TASKS
+    from . import tasks
 
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
@@ -48,11 +64,8 @@ def main(stdin=None, stdout=None):
     signal.signal(signal.SIGTERM, _terminate)
     try:
         request = json.loads(stdin.read())
-        name = request["task"]
-        if name not in TASKS:
-            raise ClassXRFError(None, f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
-        result = TASKS[name](progress=LineProgress(), **request.get("kwargs", {}))
-        _emit({"result": result}, out)
+        result = tasks.run(request["task"], request.get("params", {}), progress=LineProgress())
+        _emit({"result": jsonable(result)}, out)
         return 0
     except ClassXRFError as exc:
         _emit({"error": str(exc), "type": "ClassXRFError"}, out)

@@ -190,7 +190,7 @@ def _spectrum_hdu(hdul, path):
     raise ClassXRFError(path, "no SPECTRUM extension with a COUNTS or RATE column", key="SPECTRUM")
 
 
-def _read_gti(hdul, header, path):
+def _read_gti(hdul, path):
     for h in hdul[1:]:
         name = str(h.header.get("EXTNAME", "")).strip().upper()
         if name in ("GTI", "STDGTI") and h.data is not None:
@@ -279,7 +279,7 @@ def read_xsm_pha(path):
     if tstop < tstart:
         raise ClassXRFError(path, f"TSTOP {tstop} is before TSTART {tstart}", key="TSTOP")
     with open_fits(path) as hdul:
-        gti = _read_gti(hdul, h, path)
+        gti = _read_gti(hdul, path)
     if gti is None:
         gti = np.array([[tstart, tstop]], float)
     return XSMSpectrum(counts=np.asarray(pha.counts, float), channel=np.asarray(pha.channel, np.int64),
@@ -332,7 +332,7 @@ def read_xsm_typeii(path):
             channel = np.arange(counts.shape[1]) + int(h.get("TLMIN1", 0))
         mjdref = mjdref_of(h, path)
         timesys = str(h.get("TIMESYS", "UTC")).strip()
-        gti = _read_gti(hdul, h, path)
+        gti = _read_gti(hdul, path)
         header = _header_dict(h)
     return XSMTypeII(counts=counts, channel=channel, tstart=tstart, tstop=tstop,
                      exposure=exposure, mjdref=mjdref, timesys=timesys, gti=gti, header=header,

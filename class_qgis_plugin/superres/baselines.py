@@ -12,8 +12,13 @@
 Both krigings use at most ``max_points`` observations (a seeded subset beyond; default: every
 observation of a simulated region's training set): the variogram is fitted as PyKrige fits it
 (:func:`fit_variogram`) and the kriging system is solved once, in the dual form (:func:`dual_kriging`;
-equal to PyKrige's ``execute``, tests check both for ordinary and universal kriging). Coordinates are local equirectangular km about the
-points' centre (distortion below 1 % over a 22.5 deg region away from the poles).
+equal to PyKrige's ``execute``, tests check both for ordinary and universal kriging). Coordinates are local
+equirectangular km about the points' centre (distortion below 1 % over a 22.5 deg region away from the poles).
+
+The evaluation protocol: :func:`block_holdout` (observed pixels held out in square blocks),
+:func:`block_folds` and :func:`track_folds` (column-block folds of the observed pixels: the hybrid's
+drift selection and the validation hold-out of its network) and :func:`synthetic_region`. The
+hybrid's own kriging (of its residuals, per pixel or per footprint) is in :mod:`.kriging`.
 """
 import numpy as np
 
@@ -150,7 +155,62 @@ def kriging_albedo_drift(obs_lat, obs_lon, obs_val, obs_albedo, q_lat, q_lon, q_
 
 
 # --------------------------------------------------------------------------------------------------
-# evaluation protocol: tracks held out in spatial blocks, and a synthetic region to run it on
+# evaluation protocol: tracks held out in spatial blocks (the hold-out of the benchmark, the folds of the
+# hybrid's drift selection and validation), and a synthetic region to run it on
+
+
+def _deal_blocks(block_ids, n_folds, seed):
+    """Fold of each entry of ``block_ids``: the distinct blocks dealt to ``n_folds`` folds in a seeded
+    random order."""
+    ub, inv = np.unique(block_ids, return_inverse=True)
+    fold_of = np.empty(len(ub), np.int64)
+    fold_of[np.random.default_rng(seed).permutation(len(ub))] = np.arange(len(ub)) % max(1, int(n_folds))
+    return fold_of[inv.ravel()]
+
+
+def _fold_block_width(block, cols, n_folds):
+    """``block`` narrowed so that ``cols`` columns hold at least 2 ``n_folds`` blocks."""
+    return max(1, min(int(block), cols // max(1, 2 * int(n_folds))))
+
+
+def block_folds(mask, block=50, n_folds=3, seed=0):
+    """Fold id (rows, cols) of every True pixel of ``mask`` (-1 elsewhere): the columns are cut into
+    ``block``-pixel-wide blocks (narrowed so that there are at least 2 ``n_folds`` blocks), and the
+    blocks holding observed pixels are dealt to the folds in a seeded random order. Whole stretches of
+    north-south tracks leave together, so a fold is not predicted from its own track neighbours."""
+    m = np.asarray(mask, bool)
+    rows, cols = m.shape
+    b = _fold_block_width(block, cols, n_folds)
+    bid = np.broadcast_to(np.arange(cols)[None, :] // b, m.shape)
+    out = np.full(m.shape, -1, np.int64)
+    out[m] = _deal_blocks(bid[m], n_folds, seed)
+    return out
+
+
+def track_folds(mask, block=50, n_folds=3, seed=0, join=4):
+    """Like :func:`block_folds`, but a strip of observed pixels goes to one fold whole: the observed
+    pixels are joined into strips (connected after a dilation of ``join`` rows north-south and 1
+    column east-west, so the sub-footprints along a track, a few pixels apart, join up until a gap
+    in the track), each strip is placed in the ``block``-pixel-wide column block of its mean column,
+    and the blocks are dealt to the folds in a seeded random order. A column cut through a slanted
+    strip would leave parts of its footprints on each side. Returns the fold id (rows, cols), -1 off
+    the mask."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, bool)
+    rows, cols = m.shape
+    out = np.full(m.shape, -1, np.int64)
+    if not m.any():
+        return out
+    b = _fold_block_width(block, cols, n_folds)
+    lab, _ = ndimage.label(ndimage.binary_dilation(m, structure=np.ones((2 * int(join) + 1, 3), bool)))
+    lab = np.where(m, lab, 0)
+    ids = np.unique(lab[m])
+    cc = np.broadcast_to(np.arange(cols, dtype=np.float64)[None, :], m.shape)
+    mean_col = np.asarray(ndimage.mean(cc, labels=lab, index=ids))
+    bid = (mean_col // b).astype(np.int64)
+    out[m] = _deal_blocks(bid, n_folds, seed)[np.searchsorted(ids, lab[m])]
+    return out
 
 
 def block_holdout(track_mask, block=50, fraction=0.2, seed=0):

@@ -18,7 +18,7 @@ A fusion layer (linear + ReLU on the concatenated branch outputs) and the output
 
 * residual (``forward(..., base=drift)``, what :mod:`.train` uses): pred_e = base_e + scale_e z_e,
   with base the classical drift (a per-element linear model in albedo and position fitted to the
-  observed pixels, see :func:`.train.fit_drift`) and scale_e the spread of the element's residual
+  observed pixels, see :func:`.drift.fit_drift`) and scale_e the spread of the element's residual
   about it, so the network's output is a normalised correction and training starts from the drift;
 * absolute (``base=None``): pred_e = scale_e * softplus(z_e + ln(e - 1)), positive, equal to the
   element's scale (e.g. its GIB mean) when z = 0.

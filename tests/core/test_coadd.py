@@ -10,7 +10,7 @@ from astropy.io import fits
 from shapely.geometry import Polygon
 
 from conftest import shared_data
-from class_qgis_plugin import coadd
+from class_qgis_plugin import coadd, tasks
 from class_qgis_plugin.errors import Cancelled, ClassXRFError
 from class_qgis_plugin.progress import Progress
 
@@ -30,8 +30,7 @@ def sliding_20240123(tmp_path_factory):
     folder = shared_data("class", "raw8s", "20240123")
     out = tmp_path_factory.mktemp("co")
     res = coadd.coadd_folder(folder, out, strategy="sliding", window=12, stride=1,
-                             respfile="class_rmf_v1_2048ch.rmf", ancrfile="class_arf_v1.arf",
-                             output_layer=out / "obs.gpkg")
+                             respfile="class_rmf_v1_2048ch.rmf", ancrfile="class_arf_v1.arf")
     return folder, res
 
 
@@ -89,10 +88,12 @@ def test_footprint_contains_every_frame(sliding_20240123):
 
 
 @pytest.mark.realdata
-def test_observation_layer_round_trip(sliding_20240123):
+def test_observation_layer_round_trip(tmp_path):
+    """The co-add stage writes the observation layer: the co-add's columns, in the lunar CRS."""
     from class_qgis_plugin.geo import read_vector
-    _, res = sliding_20240123
-    geoms, attrs, crs = read_vector(res.layer_path)
+    folder = shared_data("class", "raw8s", "20240123")
+    tasks.run("coadd", inputs=[folder], out_folder=tmp_path / "pha", out_layer=tmp_path / "obs.gpkg")
+    geoms, attrs, crs = read_vector(tmp_path / "obs.gpkg")
     assert len(geoms) == 1
     for k in ("obs_id", "pha_path", "t_start", "t_end", "t_mid", "exposure", "n_frames",
               "counts", "solar_ang", "emis_ang", "phase_ang", "sat_alt", "bore_lat", "bore_lon"):
@@ -350,11 +351,11 @@ def test_cancel_while_reading_or_writing_leaves_an_existing_result_untouched(tmp
     _write_frames(tmp_path / "in", [rng.poisson(2.0, 2048).astype(float) for _ in range(40)],
                   datetime(2020, 1, 1, tzinfo=timezone.utc))
     out = tmp_path / "out"
-    coadd.coadd_folder(tmp_path / "in", out, window=12, stride=12, output_layer=out / "obs.gpkg")
+    stage = dict(inputs=[str(tmp_path / "in")], out_folder=out, out_layer=out / "obs.gpkg")
+    tasks.run("coadd", stage, window=12, stride=12)
     before = _tree(out)
-    with pytest.raises(Cancelled):
-        coadd.coadd_folder(tmp_path / "in", out, window=4, stride=1, output_layer=out / "obs.gpkg",
-                           progress=_CancelAfter(0, phase))   # the first check: reading; or while writing
+    with pytest.raises(Cancelled):       # the first check: reading; or while writing
+        tasks.run("coadd", dict(stage, window=4, stride=1), progress=_CancelAfter(0, phase))
     assert _tree(out) == before
 
 
@@ -370,13 +371,13 @@ def test_a_run_killed_while_committing_is_completed_by_the_next_run(tmp_path):
     _write_frames(tmp_path / "in", [rng.poisson(2.0, 2048).astype(float) for _ in range(24)],
                   datetime(2020, 1, 1, tzinfo=timezone.utc))
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    script = (f"import os, signal, sys\nsys.path.insert(0, {root!r})\nfrom class_qgis_plugin import coadd, transact\n"
+    script = (f"import os, signal, sys\nsys.path.insert(0, {root!r})\nfrom class_qgis_plugin import tasks, transact\n"
               "real, n, commit = os.replace, [0], transact.Transaction.commit\n"
               "def rep(a, b):\n    n[0] += 1\n    if n[0] == 5: os.kill(os.getpid(), signal.SIGKILL)\n    real(a, b)\n"
               "def patched(self):\n    os.replace = rep\n    commit(self)\n"
               "transact.Transaction.commit = patched\n"
-              f"coadd.coadd_folder({str(tmp_path / 'in')!r}, {str(tmp_path / 'out')!r}, window=4, stride=4, "
-              f"output_layer={str(tmp_path / 'out' / 'obs.gpkg')!r})\n")
+              f"tasks.run('coadd', inputs=[{str(tmp_path / 'in')!r}], out_folder={str(tmp_path / 'out')!r}, window=4, "
+              f"stride=4, out_layer={str(tmp_path / 'out' / 'obs.gpkg')!r})\n")
     proc = subprocess.run([sys.executable, "-c", script])
     assert proc.returncode == -signal.SIGKILL
     assert any(p.name.startswith(transact.PREFIX) for p in (tmp_path / "out").iterdir())
@@ -398,7 +399,8 @@ def test_output_folder_errors_are_one_clear_sentence(tmp_path):
     # a layer that cannot be written (its name is taken by a folder): nothing is written at all
     (tmp_path / "taken.gpkg").mkdir()
     with pytest.raises(ClassXRFError, match="taken.gpkg"):
-        coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=4, output_layer=tmp_path / "taken.gpkg")
+        tasks.run("coadd", inputs=[tmp_path / "in"], out_folder=tmp_path / "out", window=4,
+                  out_layer=tmp_path / "taken.gpkg")
     assert not (tmp_path / "out").exists() or not any(p.suffix == ".fits" for p in (tmp_path / "out").iterdir())
 
 
@@ -485,7 +487,7 @@ def test_frames_without_a_footprint_are_reported_and_empty_geometries_refused(tm
         for i in range(4):
             h[1].header[f"V{i}_LAT"] = 0.0
             h[1].header[f"V{i}_LON"] = 0.0
-    res = coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=4, output_layer=tmp_path / "obs.gpkg")
+    res = coadd.coadd_folder(tmp_path / "in", tmp_path / "out", window=4)
     assert res.attributes["n_frames"] == [4] and "no footprint" in dict(res.unused)[str(last)]
     with pytest.raises(ClassXRFError, match=r"bad.gpkg: obs_id 7 has an empty footprint"):
         geo.write_vector(tmp_path / "bad.gpkg", [Polygon([(0, 0), (1, 0), (1, 1)]), Polygon()],

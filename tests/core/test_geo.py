@@ -107,14 +107,15 @@ def test_superresolve_refuses_an_extent_off_the_moon_and_a_region_that_does_not_
     its centre (here 10 E, 30 N: region (2, 4))."""
     from class_qgis_plugin import tasks
     from class_qgis_plugin.errors import ClassXRFError
+    kw = dict(gib=str(tmp_path), albedo="albedo.tif", output=str(tmp_path / "o.tif"))
     with pytest.raises(ClassXRFError, match="EXTENT.*not on the Moon"):
-        tasks.superresolve(str(tmp_path), "albedo.tif", (0, 0), str(tmp_path / "o.tif"), extent=[0, 80, 10, 100])
+        tasks.run("superresolve", kw, extent=[0, 80, 10, 100])
     with pytest.raises(ClassXRFError, match="EXTENT"):
-        tasks.superresolve(str(tmp_path), "albedo.tif", (0, 0), str(tmp_path / "o.tif"), extent=[20, 0, 10, 5])
-    with pytest.raises(ClassXRFError, match=r"REGION.*\(9, 2\) does not exist"):
-        tasks.superresolve(str(tmp_path), "albedo.tif", (9, 2), str(tmp_path / "o.tif"))
+        tasks.run("superresolve", kw, extent=[20, 0, 10, 5])
+    with pytest.raises(ClassXRFError, match=r"REGION_I.*at most 7, got 9"):
+        tasks.run("superresolve", kw, region_i=9, region_j=2)
     with pytest.raises(ClassXRFError, match=r"no GIB raster for region \(2, 4\)"):
-        tasks.superresolve(str(tmp_path), "albedo.tif", (0, 0), str(tmp_path / "o.tif"), extent=[5, 25, 15, 35])
+        tasks.run("superresolve", kw, region_i=0, region_j=0, extent=[5, 25, 15, 35])
 
 
 def test_a_killed_write_leaves_no_temporary_after_the_next_write(tmp_path):

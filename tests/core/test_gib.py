@@ -6,8 +6,8 @@ import pytest
 
 from class_qgis_plugin import geo
 from class_qgis_plugin.composition import ELEMENTS, HIGHLAND_WT, MARE_WT
-from class_qgis_plugin.gib import (LEDGER, POINTS, band_names, combine, pixel_of, populate_layer,
-                                   read_region, region_path)
+from class_qgis_plugin import tasks
+from class_qgis_plugin.gib import LEDGER, POINTS, band_names, combine, pixel_of, read_region, region_path
 from class_qgis_plugin.population import strip_corners
 
 
@@ -35,6 +35,13 @@ def _layer(path, centres, values=None, errors=None, first_id=0):
         attrs[f"{el}_ok"] = np.ones(n, np.int64)
     geo.write_vector(path, geoms, attrs)
     return path
+
+
+def populate_layer(layer, albedo, gib, points_output=None):
+    """The populate stage on ``layer`` (its points beside it unless ``points_output`` is given)."""
+    from pathlib import Path
+    points = points_output or Path(layer).with_name(Path(layer).stem + "_points.gpkg")
+    return tasks.run("populate", layer=layer, albedo=albedo, gib_folder=gib, points_output=points)
 
 
 def _digest(path):
@@ -173,11 +180,41 @@ def _gib_state(folder):
     return out
 
 
+def test_populate_of_read_rows_equals_populate_layer_and_stages_in_the_callers_transaction(tmp_path):
+    """gib.populate on the rows already read gives the GIB the populate stage gives, value for value,
+    and returns the point layer the stage writes; with ``place`` (the caller's transaction) nothing
+    reaches the GIB folder until it commits, and nothing at all when it is abandoned."""
+    from class_qgis_plugin import transact
+    from class_qgis_plugin.gib import populate
+    lay = _layer(tmp_path / "a.gpkg", [(5.0, 25.0), (-30.0, 100.0)])
+    s1 = populate_layer(lay, _WestMare(), tmp_path / "gib1", points_output=tmp_path / "pts.gpkg")
+    geoms, attrs, _ = geo.read_vector(lay)
+    pts, pattrs, s2 = populate(geoms, attrs, _WestMare(), tmp_path / "gib2", source=lay)
+    assert _gib_state(tmp_path / "gib1") == _gib_state(tmp_path / "gib2")
+    g_ref, a_ref, _ = geo.read_vector(tmp_path / "pts.gpkg")
+    assert [g.wkb for g in pts] == [g.wkb for g in g_ref] and sorted(pattrs) == sorted(a_ref)
+    for k in a_ref:
+        np.testing.assert_array_equal(np.asarray(pattrs[k]), a_ref[k])
+    assert {k: v for k, v in s1.items() if k not in ("files", "points_output")} == \
+        {k: v for k, v in s2.items() if k != "files"}
+    assert "points_output" not in s2 and s1["files"][-1] == str(tmp_path / "pts.gpkg")
+    gib3 = tmp_path / "gib3"
+    with pytest.raises(RuntimeError):
+        with transact.Transaction(gib3) as tx:
+            populate(geoms, attrs, _WestMare(), gib3, source=lay, place=tx)
+            assert not list(gib3.glob("gib_r*"))          # staged only
+            raise RuntimeError("the caller's own output failed")
+    assert sorted(p.name for p in gib3.iterdir()) == []
+    with transact.Transaction(gib3) as tx:
+        populate(geoms, attrs, _WestMare(), gib3, source=lay, place=tx)
+    assert _gib_state(gib3) == _gib_state(tmp_path / "gib1")
+
+
 KILL_SCRIPT = r"""
 import os, signal, sys
 sys.path.insert(0, {root!r})
 import numpy as np
-from class_qgis_plugin import gib
+from class_qgis_plugin import tasks
 class WestMare:
     path = "west-mare"
     def mare_flag(self, lat, lon):
@@ -190,7 +227,7 @@ def rep(a, b):
         os.kill(os.getpid(), signal.SIGKILL)
     real(a, b)
 os.replace = rep
-gib.populate_layer(sys.argv[2], WestMare(), sys.argv[3], points_output=sys.argv[4])
+tasks.run("populate", layer=sys.argv[2], albedo=WestMare(), gib_folder=sys.argv[3], points_output=sys.argv[4])
 print("REPLACES", n[0])
 """
 

@@ -348,11 +348,12 @@ def test_a_start_that_never_moves_is_flagged(monkeypatch):
     assert r.flag[0] == 6 and "never moved" in r.note[0] and np.all(np.isnan(r.wt[0]))
 
 
-def test_invert_layer_reads_contract_columns_and_plots(tmp_path):
-    """A two-spectrum observation layer built from ISRO's test spectrum: columns of contract 4."""
+def test_invert_observations_reads_the_layer_columns_and_plots(tmp_path):
+    """A two-spectrum observation layer built from ISRO's test spectrum, with the columns the invert
+    stage reads (obslayer.NEEDS)."""
     from shapely.geometry import box
-    from class_qgis_plugin import geo
-    from class_qgis_plugin.invert import invert_layer
+    from class_qgis_plugin import geo, obslayer
+    from class_qgis_plugin.invert import invert_observations
     d = shared_data("class", "x2abund_test")
     src = str(d / "ch2_cla_l1_20210827T210316000_20210827T210332000_1024.fits")
     layer = tmp_path / "obs.gpkg"
@@ -360,9 +361,10 @@ def test_invert_layer_reads_contract_columns_and_plots(tmp_path):
                      dict(obs_id=np.array([1, 2]), pha_path=[src, src], solar_ang=np.array([64.55, 64.55]),
                           emis_ang=np.array([0.0, 0.0]), exposure=np.array([16.0, 16.0]),
                           solar_file=[str(d / "modelop_20210827T210316000_20210827T210332000.txt")] * 2))
-    cols, res = invert_layer(layer, rmf=d / "class_rmf_v1.rmf", arf=d / "class_arf_v1.arf",
-                             background=d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits",
-                             gain_slope=1.0043, gain_offset=0.0316, plot_dir=tmp_path / "plots")
+    _, attrs = obslayer.read(layer, "invert")
+    cols, res = invert_observations(attrs, rmf=d / "class_rmf_v1.rmf", arf=d / "class_arf_v1.arf",
+                                    background=d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits",
+                                    gain_slope=1.0043, gain_offset=0.0316, plot_dir=tmp_path / "plots")
     assert any("paired with the RMF by row" in n for n in res.notes)
     for el in ELEMENTS:
         assert cols[el].shape == (2,) and set(np.unique(cols[f"{el}_ok"])) <= {0, 1}
@@ -386,14 +388,14 @@ def test_invert_layer_reads_contract_columns_and_plots(tmp_path):
     assert all(len(k) <= 10 for k in cols)
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["fit_1.png", "fit_2.png"]
-    with pytest.raises(ClassXRFError, match="pha_path"):
-        geo.write_vector(tmp_path / "bad.gpkg", [box(0, 0, 1, 1)], dict(obs_id=np.array([1])))
-        invert_layer(tmp_path / "bad.gpkg", rmf=d / "class_rmf_v1.rmf", arf=None, background=src, solar=None)
+    geo.write_vector(tmp_path / "bad.gpkg", [box(0, 0, 1, 1)], dict(obs_id=np.array([1])))
+    with pytest.raises(ClassXRFError, match=r"bad.gpkg: pha_path: column that invert needs missing.*written by the coadd"):
+        obslayer.read(tmp_path / "bad.gpkg", "invert")
 
 
 @pytest.mark.realdata
 def test_cli_invert_runs_the_stage_with_a_fitted_gain(tmp_path, capsys):
-    """``cli invert`` runs the same stage as the algorithm (tasks.invert): a shared gain fit on two
+    """``cli invert`` runs the same stage as the algorithm (tasks.run("invert")): a shared gain fit on two
     copies of ISRO's spectrum, the response notes and the fit count printed, exit status 0; the
     layer's style element is one the fits constrain (not Fe); a missing RMF is a one-line error and
     exit status 2."""
@@ -408,18 +410,18 @@ def test_cli_invert_runs_the_stage_with_a_fitted_gain(tmp_path, capsys):
     args = ["invert", str(layer), str(tmp_path / "abund.gpkg"), "--rmf", str(d / "class_rmf_v1.rmf"),
             "--arf", str(d / "class_arf_v1.arf"), "--background",
             str(d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits"),
-            "--solar", str(d / "modelop_20210827T210316000_20210827T210332000.txt"), "--gain", "1.0043", "0.0316",
-            "--gain-fit", "shared"]
+            "--solar", str(d / "modelop_20210827T210316000_20210827T210332000.txt"), "--gain-slope", "1.0043",
+            "--gain-offset", "0.0316", "--gain-fit", "shared"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "2 fitted" in out and "TLMIN" in out and "paired with the RMF by row" in out
     a = geo.read_vector(tmp_path / "abund.gpkg")[1]
     assert a["gain_slope"][0] == a["gain_slope"][1] != 1.0043 and np.all(a["fit_flag"] == 0)
-    summary = tasks.invert(str(layer), str(tmp_path / "abund2.gpkg"), rmf=str(d / "class_rmf_v1.rmf"),
-                           arf=str(d / "class_arf_v1.arf"),
-                           background=str(d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits"),
-                           solar=str(d / "modelop_20210827T210316000_20210827T210332000.txt"),
-                           gain_slope=1.0043, gain_offset=0.0316)
+    summary = tasks.run("invert", layer=str(layer), out_layer=str(tmp_path / "abund2.gpkg"),
+                        rmf=str(d / "class_rmf_v1.rmf"), arf=str(d / "class_arf_v1.arf"),
+                        background=str(d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits"),
+                        solar=str(d / "modelop_20210827T210316000_20210827T210332000.txt"),
+                        gain_slope=1.0043, gain_offset=0.0316)
     assert summary["best_element"] in ("Al", "Mg", "Si", "Ca") and summary["constrained"]["Fe"] == 0
     bad = args[:4] + [str(tmp_path / "missing.rmf")] + args[5:]
     assert cli.main(bad) == 2
@@ -431,7 +433,7 @@ def test_cli_invert_runs_the_stage_with_a_fitted_gain(tmp_path, capsys):
 def test_bad_rows_are_flagged_by_obs_id_and_a_cancel_leaves_nothing(tmp_path):
     """Rows whose spectrum is missing or whose pha_path is empty, and a row with an emission angle of
     95 deg, are flagged and named by their obs_id; the good rows are inverted. Cancelled while
-    reading or while writing the fit plots, tasks.invert leaves neither the layer nor any plot."""
+    reading or while writing the fit plots, the invert stage leaves neither the layer nor any plot."""
     from shapely.geometry import box
     from class_qgis_plugin import geo, tasks
     from class_qgis_plugin.errors import Cancelled
@@ -448,7 +450,7 @@ def test_bad_rows_are_flagged_by_obs_id_and_a_cancel_leaves_nothing(tmp_path):
               background=str(d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits"),
               solar=str(d / "modelop_20210827T210316000_20210827T210332000.txt"), gain_slope=1.0043,
               gain_offset=0.0316)
-    summary = tasks.invert(str(layer), str(tmp_path / "abund.gpkg"), **kw)
+    summary = tasks.run("invert", layer=str(layer), out_layer=str(tmp_path / "abund.gpkg"), **kw)
     a = geo.read_vector(tmp_path / "abund.gpkg")[1]
     assert a["fit_flag"].tolist() == [0, 1, 1, 1, 0] and summary["n_fitted"] == 2
     assert "obs_id 12" in a["fit_note"][1] and "gone.fits" in a["fit_note"][1] and "not found" in a["fit_note"][1]
@@ -469,6 +471,6 @@ def test_bad_rows_are_flagged_by_obs_id_and_a_cancel_leaves_nothing(tmp_path):
         out = tmp_path / f"cancel_{phase[:4]}"
         out.mkdir()
         with pytest.raises(Cancelled):
-            tasks.invert(str(layer), str(out / "abund.gpkg"), plot_dir=str(out / "plots"), progress=CancelAt(phase),
-                         **kw)
+            tasks.run("invert", dict(layer=str(layer), out_layer=str(out / "abund.gpkg"), plot_dir=str(out / "plots"),
+                                     **kw), progress=CancelAt(phase))
         assert sorted(p.name for p in out.rglob("*")) in ([], ["plots"]), list(out.rglob("*"))

@@ -141,14 +141,13 @@ def test_gib_footprint_groups_average_to_the_inverted_values(demo):
     the GIB, the populated values average to the footprint's value in the abundance layer."""
     from class_qgis_plugin import geo
     from class_qgis_plugin.composition import ELEMENTS
-    from class_qgis_plugin.gib import load_region_records
-    from class_qgis_plugin.superres.train import footprint_groups_of_gib
+    from class_qgis_plugin.gib import footprint_groups_of_gib, load_region_records, region_of_path
     out, _ = demo
     _, fa, _ = geo.read_vector(out / "abundances.gpkg")
     row_of = {int(o): k for k, o in enumerate(fa["obs_id"])}
     n_checked = 0
     for tif in sorted((out / "gib").glob("gib_r*_c*.tif")):
-        i, j = (int(v) for v in tif.stem[len("gib_r"):].split("_c"))
+        i, j = region_of_path(tif)
         fg = footprint_groups_of_gib(tif)
         rec = load_region_records(out / "gib", i, j)
         assert fg is not None and len(fg.pix) == len(rec["obs_id"])

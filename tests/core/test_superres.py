@@ -10,9 +10,12 @@ pytest.importorskip("torch_geometric")
 from class_qgis_plugin.errors import Cancelled, ClassXRFError  # noqa: E402
 from class_qgis_plugin.progress import Progress  # noqa: E402
 from class_qgis_plugin.superres import baselines as B  # noqa: E402
+from class_qgis_plugin.superres import drift as D  # noqa: E402
 from class_qgis_plugin.superres import features as Fe  # noqa: E402
 from class_qgis_plugin.superres import graph as G  # noqa: E402
+from class_qgis_plugin.superres import kriging as K  # noqa: E402
 from class_qgis_plugin.superres import train as T  # noqa: E402
+from class_qgis_plugin.superres.settings import SuperResSettings  # noqa: E402
 
 torch.set_num_threads(1)
 R_MOON = 1737.4
@@ -78,7 +81,7 @@ def test_beta_must_exceed_alpha():
     with pytest.raises(ClassXRFError, match="beta"):
         G.topk_edges(np.zeros((3, 2), np.float32), np.zeros(3), np.arange(3.0), 1, alpha=1.0, beta=0.5)
     with pytest.raises(ClassXRFError, match="beta"):
-        T.SuperResSettings(alpha=0.2, beta=0.1).validate()
+        SuperResSettings(alpha=0.2, beta=0.1).validate()
 
 
 def test_grid_edges():
@@ -284,7 +287,7 @@ def test_fit_drift_matches_numpy_lstsq():
     w = rng.uniform(0.5, 2.0, n)
     em = np.ones((n, 2), bool)
     em[::3, 0] = False
-    coef, rms = T.fit_drift(X, y, em, w, ridge=0.0)
+    coef, rms = D.fit_drift(X, y, em, w, ridge=0.0)
     sw = np.sqrt(w[em[:, 0]])
     ref = np.linalg.lstsq(X[em[:, 0]] * sw[:, None], y[em[:, 0], 0] * sw, rcond=None)[0]
     np.testing.assert_allclose(coef[:, 0], ref, rtol=1e-9, atol=1e-12)
@@ -294,7 +297,7 @@ def test_fit_drift_matches_numpy_lstsq():
     # too few observations for the full model: the weighted mean; none: NaN
     em2 = np.zeros((n, 2), bool)
     em2[:7, 0] = True
-    coef2, rms2 = T.fit_drift(X, y, em2, w, ridge=0.0)
+    coef2, rms2 = D.fit_drift(X, y, em2, w, ridge=0.0)
     assert coef2[0, 0] == pytest.approx(np.average(y[:7, 0], weights=w[:7])) and (coef2[1:, 0] == 0).all()
     assert np.isnan(coef2[:, 1]).all() and np.isnan(rms2[1])
 
@@ -305,7 +308,7 @@ def test_dual_kriging_equals_pykrige():
     x, y = rng.uniform(0, 300, 150), rng.uniform(0, 200, 150)
     z = np.sin(x / 60) + np.cos(y / 45) + 0.05 * rng.standard_normal(150)
     qx, qy = rng.uniform(0, 300, 40), rng.uniform(0, 200, 40)
-    mine = T.dual_ordinary_kriging(x, y, z, qx, qy)
+    mine = K.dual_ordinary_kriging(x, y, z, qx, qy)
     ref, _ = OrdinaryKriging(x, y, z, variogram_model="spherical").execute("points", qx, qy)
     np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-6, atol=1e-8)
 
@@ -342,14 +345,14 @@ def test_unconstrained_element_is_not_predicted():
 def test_block_folds_by_hand():
     m = np.zeros((4, 12), bool)
     m[:, [0, 1, 4, 5, 8, 9]] = True             # three 2-column "tracks"
-    f = T.block_folds(m, block=4, n_folds=3, seed=0)
+    f = B.block_folds(m, block=4, n_folds=3, seed=0)
     assert (f[~m] == -1).all()
     # 4-px column blocks 0, 1, 2: one track each, dealt to three different folds, whole columns alike
     assert sorted({int(f[0, c]) for c in (0, 4, 8)}) == [0, 1, 2]
     for c in (0, 4, 8):
         assert (f[:, c] == f[0, c]).all() and (f[:, c + 1] == f[0, c]).all()
     # block narrowed to cols // (2 n_folds) = 2 px when asked wider than the grid allows
-    f2 = T.block_folds(m, block=50, n_folds=3, seed=0)
+    f2 = B.block_folds(m, block=50, n_folds=3, seed=0)
     assert len(np.unique(f2[m])) == 3
 
 
@@ -363,7 +366,7 @@ def test_drift_selection_keeps_albedo_only_where_it_helps():
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     from scipy import ndimage
     alb = ndimage.gaussian_filter(rng.standard_normal((rows, cols)), 3) + 0.3 * rng.standard_normal((rows, cols))
-    cand = T.drift_candidates(la, lo, alb, window=6)
+    cand = D.drift_candidates(la, lo, alb, window=6)
     assert set(cand) == {"mean", "albedo", "albedo+position"}
     f = cand["albedo"][..., 1]
     np.testing.assert_allclose([f.mean(), f.std()], [0, 1], atol=1e-9)
@@ -374,7 +377,7 @@ def test_drift_selection_keeps_albedo_only_where_it_helps():
     mask[:, ::4] = True
     em = np.repeat(mask.reshape(-1, 1), 2, axis=1)
     s = dict(residual_kriging=False, cv_block=8)
-    base, rms, choice = T.classical_drift(la, lo, None, alb, y.reshape(-1, 2), em, None, s)
+    base, rms, choice = D.classical_drift(la, lo, None, alb, y.reshape(-1, 2), em, None, s)
     assert choice[0] in ("albedo", "albedo+position") and choice[1] == "mean"
     assert rms[0] == pytest.approx(0.05, rel=0.3)
     np.testing.assert_allclose(base[:, 1], y.reshape(-1, 2)[mask.ravel(), 1].mean(), rtol=1e-5)  # ridge 1e-6
@@ -382,26 +385,34 @@ def test_drift_selection_keeps_albedo_only_where_it_helps():
 
 def test_gated_off_network_leaves_drift_plus_residual_kriging():
     """When no network correction passes the validation gate (a required gain of 100 %), the map is
-    exactly the classical drift + ordinarily-kriged residuals, rebuilt here from the public pieces."""
+    exactly the classical drift + ordinarily-kriged residuals. Rebuilt here without the module: the
+    "linear" drift (1, mare flag, latitude and longitude scaled to [-1, 1]) fitted by numpy's least
+    squares on the observed pixels, its residuals kriged by PyKrige's OrdinaryKriging (spherical, 20 lag
+    bins: the default ``variogram_lags``) on local equirectangular km. With the gate open the network's
+    correction is in the map and the same comparison sees it."""
+    from pykrige.ok import OrdinaryKriging
     d, w, mare = _tiny_case()
     obs, mask = d["observed"], d["track_mask"]
-    s = dict(TINY, net_min_gain=1.0, cv_block=6)
-    pred, curve = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, mask, None, s, albedo=d["albedo"])
+    s = dict(TINY, drift="linear", net_min_gain=1.0, cv_block=6)
+    pred, curve = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, mask, None, s)
     assert curve[-1]["net_kept"] == " ".join(["0"] * 8)
     la, lo = np.meshgrid(d["lat"], d["lon"], indexing="ij")
-    flat = obs.reshape(-1, 8)
-    em = mask.reshape(-1, 1) & np.isfinite(flat)
-    st = T.SuperResSettings.from_dict(s)
-    lat0 = float(np.mean(la))
-    lon0 = float(np.degrees(np.arctan2(np.mean(np.sin(np.radians(lo))), np.mean(np.cos(np.radians(lo))))))
-    gx, gy = B._local_km(la.ravel(), lo.ravel(), lat0, lon0)
-    drift, _, _ = T.classical_drift(la, lo, mare, d["albedo"], flat, em, None, st, gx, gy)
-    ref = drift.copy()
+    unit = lambda v: (2 * (v - v.min()) / (v.max() - v.min()) - 1).ravel()   # noqa: E731
+    X = np.stack([np.ones(la.size), mare.ravel(), unit(la), unit(lo)], axis=1)
+    x = (R_MOON * np.cos(np.radians(la.mean())) * np.radians(lo - lo.mean())).ravel()
+    y = (R_MOON * np.radians(la - la.mean())).ravel()
+    m = mask.ravel()
+    ref = np.empty((8, la.size))
     for e in range(8):
-        sel = em[:, e]
-        ref[:, e] += T.dual_ordinary_kriging(gx[sel], gy[sel], flat[sel, e] - drift[sel, e], gx, gy,
-                                             nlags=st.variogram_lags)
-    np.testing.assert_allclose(pred.reshape(8, -1).T, np.maximum(ref, 0), rtol=1e-5, atol=1e-5)
+        t = obs[..., e].ravel()[m].astype(np.float64)
+        drift = X @ np.linalg.lstsq(X[m], t, rcond=None)[0]
+        rk, _ = OrdinaryKriging(x[m], y[m], t - drift[m], variogram_model="spherical", nlags=20).execute("points", x, y)
+        ref[e] = np.maximum(drift + np.asarray(rk), 0.0)
+    tol = dict(rtol=3e-5, atol=1e-5)       # the drift's ridge (1e-6 of the normal matrix's trace) and float32
+    np.testing.assert_allclose(pred.reshape(8, -1), ref, **tol)
+    opened, curve = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, mask, None, dict(s, net_min_gain=-1.0))
+    assert curve[-1]["net_kept"] == " ".join(["1"] * 8)
+    assert not np.allclose(opened.reshape(8, -1), ref, **tol)
 
 
 def test_track_folds_keep_a_slanted_strip_whole():
@@ -409,10 +420,10 @@ def test_track_folds_keep_a_slanted_strip_whole():
     rows = np.arange(0, 40, 3)                     # sub-footprint centres 3 rows apart
     m[rows, 8 + rows // 4] = True                  # slanted strip, columns 8..17: crosses the 10-px block edge
     m[rows, 32] = True                             # straight strip in block 3
-    f = T.track_folds(m, block=10, n_folds=2, seed=0)
+    f = B.track_folds(m, block=10, n_folds=2, seed=0)
     assert (f[~m] == -1).all()
     assert len(np.unique(f[:, :20][m[:, :20]])) == 1          # the slanted strip in one fold
-    b = T.block_folds(m, block=10, n_folds=2, seed=0)
+    b = B.block_folds(m, block=10, n_folds=2, seed=0)
     assert len(np.unique(b[:, :20][m[:, :20]])) == 2          # column blocks cut it in two
 
 
@@ -421,7 +432,7 @@ def test_footprint_groups_means_by_hand():
     # two footprints: A on pixels 0, 1, 1 (two sub-footprints on pixel 1), B on pixels 5, 6; element 1 of B's
     # second sub-footprint unconstrained (NaN)
     val = np.array([[1.0, 10.0], [3.0, 20.0], [5.0, 30.0], [2.0, 4.0], [4.0, np.nan]])
-    fg = T.FootprintGroups([0, 1, 1, 5, 6], ["A", "A", "A", "B", "B"], val)
+    fg = K.FootprintGroups([0, 1, 1, 5, 6], ["A", "A", "A", "B", "B"], val)
     pix = np.arange(8, dtype=float)
     pm, vm, cnt = fg.element_means(0, pix)
     np.testing.assert_allclose(vm, [3.0, 3.0])
@@ -437,7 +448,7 @@ def test_footprint_groups_means_by_hand():
     # confidence: 1 / (mean relative variance + 0.05^2), mean 1 over the footprints
     sig = 0.1 * np.nan_to_num(val, nan=1.0)
     sig[3] = 0.2 * val[3]
-    w = T.FootprintGroups([0, 1, 1, 5, 6], ["A", "A", "A", "B", "B"], val, sig).weight
+    w = K.FootprintGroups([0, 1, 1, 5, 6], ["A", "A", "A", "B", "B"], val, sig).weight
     raw = np.array([1 / (0.01 + 0.0025), 1 / ((0.04 * 2 + 0.01) / 3 + 0.0025)])
     np.testing.assert_allclose(w, raw / raw.mean())
 
@@ -462,7 +473,7 @@ def _split_case():
     vals = c0[None] + x[:, None] * delta[None]
     target = np.full(mask.shape + (8,), np.nan)
     target[rr, cc] = vals
-    fg = T.FootprintGroups(rr * mask.shape[1] + cc, group, vals)
+    fg = K.FootprintGroups(rr * mask.shape[1] + cc, group, vals)
     return d, w, mare, mask, target, fg, delta, x
 
 
@@ -489,7 +500,7 @@ def test_footprint_element_means_and_noise_fraction_by_hand():
     val = np.array([[1.0], [3.0], [4.0], [4.0], [0.0], [2.0], [6.0], [8.0]])
     sig = np.full((8, 1), 0.5)
     sig[1, 0] = 1.5                                   # A: mean sigma^2 (0.25 + 2.25) / 2 = 1.25
-    fg = T.FootprintGroups(np.arange(8), list("AABBCCDD"), val, sig)
+    fg = K.FootprintGroups(np.arange(8), list("AABBCCDD"), val, sig)
     base = np.array([0.0, 2.0, 1.0, 1.0, 0.0, 0.0, 5.0, 5.0])
     pm, vm, cnt = fg.element_means(0, base)
     np.testing.assert_allclose(pm, [1.0, 1.0, 0.0, 5.0])
@@ -498,7 +509,7 @@ def test_footprint_element_means_and_noise_fraction_by_hand():
     r = np.array([1.0, 3.0, 1.0, 2.0])                # footprint residuals vm - pm
     s2 = np.array([1.25, 0.25, 0.25, 0.25])
     assert fg.noise_fraction(0, base) == pytest.approx(s2.mean() / r.var())
-    assert np.isnan(T.FootprintGroups(np.arange(8), list("AABBCCDD"), val).noise_fraction(0, base))
+    assert np.isnan(K.FootprintGroups(np.arange(8), list("AABBCCDD"), val).noise_fraction(0, base))
 
 
 def test_footprint_residual_kriging_is_kriging_of_footprint_means():
@@ -514,10 +525,10 @@ def test_footprint_residual_kriging_is_kriging_of_footprint_means():
     grp = np.repeat(np.arange(n_fp), per)
     base = rng.normal(5, 1, len(gx))
     val = (np.repeat(rng.normal(6, 1, n_fp), per) + rng.normal(0, 0.2, n_fp * per))[:, None]
-    fg = T.FootprintGroups(pix, grp, val)
-    s = T.SuperResSettings()
+    fg = K.FootprintGroups(pix, grp, val)
+    s = SuperResSettings()
     q = np.arange(n_fp * per, len(gx))
-    got = T.footprint_residual_kriging(fg, 0, base, gx, gy, gx[q], gy[q], s)
+    got = K.footprint_residual_kriging(fg, 0, base, gx, gy, gx[q], gy[q], s)
     cx = np.array([gx[pix][grp == g].mean() for g in range(n_fp)])
     cy = np.array([gy[pix][grp == g].mean() for g in range(n_fp)])
     res = np.array([val[grp == g, 0].mean() - base[:n_fp * per][grp == g].mean() for g in range(n_fp)])
@@ -543,7 +554,7 @@ def test_noisy_element_is_kriged_by_footprint():
     sig[:, 0] = 1.0
     target = np.full(mask.shape + (8,), np.nan)
     target[rr, cc] = vals
-    fg = T.FootprintGroups(rr * mask.shape[1] + cc, group, vals, sig)
+    fg = K.FootprintGroups(rr * mask.shape[1] + cc, group, vals, sig)
     s = dict(TINY, sweeps=1, phase1_sweeps=1, drift="none", net_validation=0.0)
     _, curve = T.fit_predict_grid(w, d["lat"], d["lon"], mare, target, mask, None, s, footprints=fg)
     frac = [float(v) for v in curve[-1]["noise_fraction"].split()]

@@ -1,6 +1,5 @@
 """Outputs that change together or not at all (class_qgis_plugin/transact.py), checked with real
 kills: a child process stages files and is killed with SIGKILL at each point of its commit."""
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -16,11 +16,11 @@ from conftest import shared_data
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(task, kwargs):
+def _start(task, params):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "class_qgis_plugin.worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    proc.stdin.write(json.dumps({"task": task, "kwargs": kwargs}))
+    proc.stdin.write(json.dumps({"task": task, "params": params}))
     proc.stdin.close()
     return proc
 
