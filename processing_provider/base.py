@@ -22,6 +22,7 @@ from qgis.core import (
 )
 
 from ..class_qgis_plugin.errors import Cancelled, ClassXRFError
+from ..class_qgis_plugin.specs import default_of_field
 from ..class_qgis_plugin.progress import Progress
 from . import envsetup
 
@@ -106,15 +107,19 @@ def python_executable():
     return envsetup.find_python([sys.exec_prefix, sys.base_exec_prefix])
 
 
-def run_core(task, kwargs, feedback):
-    """Run ``class_qgis_plugin.tasks.<task>(**kwargs)`` in a worker process; return its result.
+def run_core(spec, feedback):
+    """Run the stage of ``spec`` (a :class:`specs.Spec`) in a worker process; return its summary.
 
     The worker (see ``class_qgis_plugin/worker.py``) keeps shapely, pyogrio, rasterio and torch
     out of the QGIS process, whose own GEOS/GDAL would otherwise clash with the ones those wheels
-    bundle. It runs in :func:`science_python` (the plugin's own environment once installed). Progress lines drive the feedback's progress bar; the cancel button terminates the
-    worker (outputs are written atomically, so nothing is left half-written); an error of the core
-    becomes a QgsProcessingException with the core's message (file and key).
+    bundle. It runs in :func:`science_python` (the plugin's own environment once installed).
+    Progress lines drive the feedback through :class:`FeedbackProgress` (the one bridge between
+    the core's progress and QGIS); the cancel button terminates the worker (outputs are written
+    atomically, so nothing is left half-written); an error of the core becomes a
+    QgsProcessingException with the core's message (file and key).
     """
+    task = spec.STAGE
+    bridge = FeedbackProgress(feedback)
     py, kind = science_python()
     if kind == "current":
         env = dict(os.environ)
@@ -123,7 +128,7 @@ def run_core(task, kwargs, feedback):
     else:  # an environment of its own: none of QGIS's Python paths or data folders
         env = envsetup.clean_environment()
         env["PYTHONPATH"] = PLUGIN_DIR
-    request = json.dumps({"task": task, "kwargs": kwargs})
+    request = json.dumps({"task": task, "params": spec.to_dict()})
     with tempfile.TemporaryFile(mode="w+") as err:
         proc = subprocess.Popen([py, "-m", "class_qgis_plugin.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, env=env, text=True, cwd=PLUGIN_DIR)
@@ -137,9 +142,9 @@ def run_core(task, kwargs, feedback):
         threading.Thread(target=_read, daemon=True).start()
         proc.stdin.write(request)
         proc.stdin.close()
-        result, error, last = None, None, None
+        result, error = None, None
         while True:
-            if feedback is not None and feedback.isCanceled():
+            if bridge.cancelled:
                 # SIGTERM: the worker stops at once (a cancel is not an ordinary exception there) and
                 # its outputs are staged, so nothing of this run is left; a worker stuck in C code is
                 # killed after 5 s, and the next run cleans what it staged
@@ -159,11 +164,8 @@ def run_core(task, kwargs, feedback):
                 msg = json.loads(line)
             except ValueError:
                 continue
-            if "progress" in msg and feedback is not None:
-                feedback.setProgress(100.0 * msg["progress"])
-                if msg.get("message") and msg["message"] != last:
-                    last = msg["message"]
-                    feedback.pushInfo(last)
+            if "progress" in msg:
+                bridge.set(msg["progress"], msg.get("message"))
             elif "result" in msg:
                 result = msg["result"]
             elif "error" in msg:
@@ -183,7 +185,9 @@ def run_core(task, kwargs, feedback):
 
 
 class FeedbackProgress(Progress):
-    """Core progress object backed by a QgsProcessingFeedback (progress bar and cancel button)."""
+    """The core's progress object on a QgsProcessingFeedback (progress bar, log, cancel button): the one
+    bridge between the core's progress and QGIS, for a stage in the worker (:func:`run_core`) and for
+    work done in the QGIS process (the map export)."""
 
     def __init__(self, feedback):
         self.feedback = feedback
@@ -303,9 +307,9 @@ class ClassXrfAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):  # noqa: N802
         # HTML on one line for the dialog, plain text in qgis_process (see helptext)
-        from .helptext import for_application
+        from .helptext import for_application, help_html
 
-        return for_application(self.HELP)
+        return for_application(help_html(type(self)))
 
     def helpUrl(self):  # noqa: N802
         # the dialog's Help button: <name>.html, written from HELP into the profile's cache (helptext)
@@ -340,3 +344,174 @@ class ClassXrfAlgorithm(QgsProcessingAlgorithm):
         if not path or path == "TEMPORARY_OUTPUT":
             path = QgsProcessingUtils.generateTempFilename(name.lower() + ext)
         return path
+
+
+# ------------------------------------------------------------------ algorithms built from a stage spec
+def make_parameter(f):
+    """The QGIS parameter of spec field ``f`` (:func:`specs.param`): its key, label, default, bounds,
+    choices and help (the tooltip and ``processing.algorithmHelp``) all from the spec."""
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingParameterBoolean,
+        QgsProcessingParameterDefinition,
+        QgsProcessingParameterEnum,
+        QgsProcessingParameterExtent,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterFileDestination,
+        QgsProcessingParameterFolderDestination,
+        QgsProcessingParameterMultipleLayers,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterDestination,
+        QgsProcessingParameterString,
+        QgsProcessingParameterVectorDestination,
+        QgsProcessingParameterVectorLayer,
+    )
+    m = f.metadata
+    key, label, kind, optional = m["key"], m["label"], m["kind"], not m["required"]
+    default = default_of_field(f)
+    geometry = QgsProcessing.TypeVectorPoint if m["geometry"] == "point" else QgsProcessing.TypeVectorPolygon
+    if kind == "layer":
+        p = QgsProcessingParameterVectorLayer(key, label, [geometry], optional=optional)
+    elif kind in ("file", "folder"):
+        behavior = QgsProcessingParameterFile.Folder if kind == "folder" else QgsProcessingParameterFile.File
+        p = QgsProcessingParameterFile(key, label, behavior=behavior, extension=m["extension"] or "",
+                                       optional=optional)
+    elif kind == "files":
+        p = QgsProcessingParameterMultipleLayers(key, label, layerType=QgsProcessing.TypeFile, optional=optional)
+    elif kind in ("float", "int"):
+        number = QgsProcessingParameterNumber.Double if kind == "float" else QgsProcessingParameterNumber.Integer
+        p = QgsProcessingParameterNumber(key, label, type=number, defaultValue=default, optional=optional)
+        if m["minimum"] is not None:
+            p.setMinimum(m["minimum"])
+        if m["maximum"] is not None:
+            p.setMaximum(m["maximum"])
+    elif kind == "bool":
+        p = QgsProcessingParameterBoolean(key, label, defaultValue=bool(default), optional=optional)
+    elif kind == "enum":
+        p = QgsProcessingParameterEnum(key, label, options=list(m["choices"]), allowMultiple=m["multiple"],
+                                       defaultValue=list(default) if m["multiple"] else default,
+                                       usesStaticStrings=True, optional=optional)
+    elif kind in ("string", "json"):
+        p = QgsProcessingParameterString(key, label, defaultValue=None if kind == "json" else default,
+                                         optional=optional)
+    elif kind == "extent":
+        p = QgsProcessingParameterExtent(key, label, optional=optional)
+    elif kind == "vector_out":
+        p = QgsProcessingParameterVectorDestination(key, label, type=geometry, optional=optional)
+    elif kind == "raster_out":
+        p = QgsProcessingParameterRasterDestination(key, label, optional=optional)
+    elif kind == "folder_out":
+        p = QgsProcessingParameterFolderDestination(key, label, optional=optional, createByDefault=not optional)
+    elif kind == "file_out":
+        ext = m["extension"]
+        p = QgsProcessingParameterFileDestination(key, label, fileFilter=f"{ext.upper()} files (*.{ext})" if ext
+                                                  else "", optional=optional)
+    else:
+        raise ValueError(f"{f.name}: no QGIS parameter for kind {kind!r}")
+    if m["help"]:
+        p.setHelp(m["help"])
+    if m["advanced"]:
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return p
+
+
+class SpecAlgorithm(ClassXrfAlgorithm):
+    """An algorithm that runs one stage: its parameters are the fields of the stage's spec
+    (``SPEC``, :mod:`class_qgis_plugin.specs`) plus the algorithm's own (styling, outputs);
+    :meth:`values` reads what the user gave, :meth:`to_spec` (pure: a test calls it without QGIS
+    running anything) turns it into the spec, :func:`run_core` runs the stage and :meth:`report`
+    turns its summary into messages, styles and outputs."""
+
+    SPEC = None
+    #: science packages the stage needs (see :func:`require`)
+    NEEDS = ("numpy",)
+    #: spec fields the algorithm presents in its own way (see :meth:`add_own_parameters`)
+    OWN = ()
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        for f in self.SPEC.params():
+            if f.name in self.OWN:
+                self.add_own_parameter(f)
+            elif f.metadata["qgis"]:
+                self.addParameter(make_parameter(f))
+        self.add_own_parameters()
+
+    def add_own_parameter(self, f):
+        """The parameter(s) of a spec field in :attr:`OWN`, at its place (overridden)."""
+        raise NotImplementedError(f.name)
+
+    def add_own_parameters(self):
+        """Parameters and outputs that are not spec fields, after the others (overridden)."""
+
+    def values(self, parameters, context):
+        """``{key: value}`` of the algorithm's parameters as plain Python values (paths, numbers,
+        strings, lists); an input layer that cannot be loaded is an error naming it."""
+        out = {}
+        for p in self.parameterDefinitions():
+            key = p.name()
+            kind = p.type()
+            if kind == "vector":
+                layer = self.parameterAsVectorLayer(parameters, key, context)
+                if layer is None and parameters.get(key):
+                    raise QgsProcessingException(f"{p.description()}: the layer could not be loaded")
+                out[key] = layer.source().split("|")[0] if layer is not None else None
+            elif kind == "file":
+                out[key] = self.parameterAsFile(parameters, key, context) or None
+            elif kind == "multilayer":
+                out[key] = [x for x in self.parameterAsFileList(parameters, key, context) if x] or None
+            elif kind == "number":
+                number = p.dataType() == p.Double
+                given = parameters.get(key) is not None or p.defaultValue() is not None
+                out[key] = (self.parameterAsDouble(parameters, key, context) if number else
+                            self.parameterAsInt(parameters, key, context)) if given else None
+            elif kind == "boolean":
+                out[key] = self.parameterAsBool(parameters, key, context)
+            elif kind == "enum":
+                out[key] = (self.parameterAsEnumStrings(parameters, key, context) if p.allowMultiple() else
+                            self.parameterAsEnumString(parameters, key, context) or None)
+            elif kind == "string":
+                out[key] = self.parameterAsString(parameters, key, context) or None
+            elif kind == "extent":
+                out[key] = self._extent(parameters, key, context)
+            elif kind == "vectorDestination":
+                out[key] = self.output_path(parameters, key, context, ".gpkg")
+            elif kind == "rasterDestination":
+                out[key] = self.parameterAsOutputLayer(parameters, key, context)
+            elif kind in ("folderDestination", "fileDestination"):
+                out[key] = self.parameterAsFileOutput(parameters, key, context) or None
+            else:
+                raise QgsProcessingException(f"{key}: no reading of a {kind} parameter")
+        return out
+
+    def _extent(self, parameters, key, context):
+        if not parameters.get(key):
+            return None
+        crs = self.parameterAsExtentCrs(parameters, key, context)
+        if crs.isValid() and not crs.isGeographic():
+            raise QgsProcessingException(f"The extent must be in a lunar geographic CRS (got {crs.authid()})")
+        e = self.parameterAsExtent(parameters, key, context)
+        return [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()]
+
+    @classmethod
+    def to_spec(cls, values):
+        """The stage spec from ``values`` ({parameter key: value}); a bad value is a
+        :class:`ClassXRFError` naming the parameter. Pure: no QGIS call."""
+        fields = {f.metadata["key"]: f.name for f in cls.SPEC.params() if f.metadata["qgis"]}
+        given = {fields[k]: v for k, v in values.items() if k in fields and v is not None}
+        given.update(cls.own_values(values))
+        return cls.SPEC.from_dict(given)
+
+    @classmethod
+    def own_values(cls, values):
+        """Spec fields from the algorithm's own parameters (overridden; pure)."""
+        return {}
+
+    def execute(self, parameters, context, feedback, progress):
+        require(*self.NEEDS)
+        values = self.values(parameters, context)
+        spec = self.to_spec(values)
+        return self.report(run_core(spec, feedback), spec, values, context, feedback)
+
+    def report(self, summary, spec, values, context, feedback):
+        """Messages, styles and the algorithm's outputs from the stage's summary (overridden)."""
+        raise QgsProcessingException(f"{self.name()} reports nothing")

@@ -1,18 +1,14 @@
 """classxrf:basemap - an albedo raster or a whole-Moon image as the project's lunar basemap."""
 from qgis.core import (
     QgsCoordinateReferenceSystem,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingLayerPostProcessorInterface,
 )
 
 from ..class_qgis_plugin.choices import LUNAR_CRS
-from .base import ClassXrfAlgorithm, require, run_core, style_on_load
-
-WEST_EDGES = ["-180", "0"]
+from ..class_qgis_plugin.specs import BasemapParams
+from .base import SpecAlgorithm, style_on_load
 
 
 class BasemapStyle(QgsProcessingLayerPostProcessorInterface):
@@ -35,12 +31,15 @@ class BasemapStyle(QgsProcessingLayerPostProcessorInterface):
             place_at_bottom(project, layer, "basemap")
 
 
-class BasemapAlgorithm(ClassXrfAlgorithm):
+class BasemapAlgorithm(SpecAlgorithm):
     ALG_NAME = "basemap"
     DISPLAY = "Lunar basemap (albedo / colour image)"
     GROUP = "5 Basemap and export"
     GROUP_ID = "display"
     STEP = "5.1"
+    SPEC = BasemapParams
+    NEEDS = ("numpy", "rasterio")
+    WIDTH, HEIGHT, KIND = "WIDTH", "HEIGHT", "KIND"
     HELP = """<p>Makes the project's <b>basemap</b>: the image every classxrf layer is drawn on, in the plugin's lunar
 CRS <b>ESRI:104903</b> (GCS_Moon_2000: latitude and east longitude on the sphere of radius 1737.4 km, the IAU
 mean radius), the CRS of every layer the plugin writes: it reads back with its id from GeoTIFF, GeoPackage,
@@ -60,38 +59,20 @@ degrees); a raster in an Earth CRS is refused with a message naming the file.</l
 </ul>
 <p>Overviews (averaged, x2, x4, ... down to about 256 pixels) are built so QGIS draws quickly at every scale.
 The output is written under a temporary name and moved into place only when complete.</p>
-<h3>Parameters</h3>
-<p><b>Image or albedo raster</b>: the source file. <b>Left edge of an image</b>: -180 (default) or 0 degrees of
-longitude; ignored for a georeferenced GeoTIFF. <b>Basemap</b>: the output GeoTIFF.</p>
 <h3>Outputs</h3>
 <p>The basemap GeoTIFF (loaded at the bottom of the layer tree; the project CRS set to ESRI:104903 and the project
 ellipsoid to the 1737.4 km sphere, so that the measure tool and the scale bar measure on the Moon), its
 width and height in pixels and what was done (georeferenced image, copied or kept GeoTIFF).</p>"""
 
-    def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile(
-            "INPUT", "Image or albedo raster (PNG/JPG whole-Moon image, or GeoTIFF)"))
-        self.addParameter(QgsProcessingParameterEnum(
-            "WEST", "Left edge of an equirectangular image (degrees of longitude)", options=WEST_EDGES,
-            defaultValue="-180", usesStaticStrings=True))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Basemap"))
-        self.addOutput(QgsProcessingOutputNumber("WIDTH", "Width (pixels)"))
-        self.addOutput(QgsProcessingOutputNumber("HEIGHT", "Height (pixels)"))
-        self.addOutput(QgsProcessingOutputString("KIND", "What was done"))
+    def add_own_parameters(self):
+        self.addOutput(QgsProcessingOutputNumber(self.WIDTH, "Width (pixels)"))
+        self.addOutput(QgsProcessingOutputNumber(self.HEIGHT, "Height (pixels)"))
+        self.addOutput(QgsProcessingOutputString(self.KIND, "What was done"))
 
-    def execute(self, parameters, context, feedback, progress):
-        require("numpy", "rasterio")
-        src = self.parameterAsFile(parameters, "INPUT", context)
-        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        if not out.lower().endswith((".tif", ".tiff")):
-            from qgis.core import QgsProcessingException
-            raise QgsProcessingException(f"{out}: the basemap output must be a GeoTIFF (.tif)")
-        west = float(self.parameterAsEnumString(parameters, "WEST", context))
-        res = run_core("basemap", dict(source=src, output=out, west=west), feedback)
+    def report(self, res, spec, values, context, feedback):
         kind = ("georeferenced image" if res["kind"] == "image" else
                 ("copied GeoTIFF" if res["copied"] else "kept GeoTIFF"))
         feedback.pushInfo(f"{kind}: {res['width']} x {res['height']} px, {res['bands']} band(s), extent "
                           f"{res['bounds']}, CRS {res['crs']}, overviews {res['overviews']}")
-        style_on_load(context, out, BasemapStyle())
-        return {"OUTPUT": out, "WIDTH": res["width"], "HEIGHT": res["height"], "KIND": kind}
-
+        style_on_load(context, spec.output, BasemapStyle())
+        return dict(spec.outputs(), **{self.WIDTH: res["width"], self.HEIGHT: res["height"], self.KIND: kind})

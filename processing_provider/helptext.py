@@ -259,11 +259,60 @@ def _model_body(model):
     return "\n".join(parts)
 
 
+def _value(v):
+    if isinstance(v, (tuple, list)):
+        return ", ".join(str(x) for x in v)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def spec_sections(spec, stage=None):
+    """HTML sections generated from a stage spec (:mod:`class_qgis_plugin.specs`): its parameters
+    (label, Processing key, default, choices, help) and, with ``stage``, the observation-layer columns
+    the stage adds (:mod:`class_qgis_plugin.obslayer`), so the help never differs from the code."""
+    from ..class_qgis_plugin.obslayer import COLUMNS
+    from ..class_qgis_plugin.specs import default_of_field
+
+    esc = html.escape
+    rows = []
+    for f in spec.params():
+        m = f.metadata
+        if not m["qgis"]:
+            continue
+        facts = [f"<code>{esc(m['key'])}</code>"]
+        default = default_of_field(f)
+        if default not in (None, "", {}, ()) and not m["kind"].endswith("_out"):
+            facts.append(f"default {esc(_value(default))}")
+        if m["choices"]:
+            facts.append(("any of " if m["multiple"] else "one of ") + esc(", ".join(m["choices"])))
+        if not m["required"]:
+            facts.append("optional")
+        text = f": {esc(m['help'])}" if m["help"] else ""
+        rows.append(f"<li><b>{esc(m['label'])}</b> ({'; '.join(facts)}){text}</li>")
+    parts = ["<h3>Parameters</h3>", "<ul>"] + rows + ["</ul>"]
+    if stage:
+        parts += ["<h3>Columns it adds to the observation layer</h3>", "<ul>"]
+        parts += [f"<li><code>{esc(c.name)}</code>{f' ({esc(c.unit)})' if c.unit else ''}: {esc(c.description)}</li>"
+                  for c in COLUMNS if c.stage == stage]
+        parts.append("</ul>")
+    return "\n".join(parts)
+
+
+def help_html(cls):
+    """The whole help of an algorithm class: its HELP, then for a stage algorithm the sections
+    generated from its spec (:func:`spec_sections`)."""
+    spec = getattr(cls, "SPEC", None)
+    if spec is None:
+        return cls.HELP
+    return cls.HELP.rstrip() + "\n" + spec_sections(spec, getattr(cls, "LAYER_STAGE", None))
+
+
 def algorithm_page(cls):
-    """The help page of an algorithm class (its STEP, DISPLAY, ALG_NAME, GROUP and HELP)."""
+    """The help page of an algorithm class (its STEP, DISPLAY, ALG_NAME, GROUP and help)."""
     title = f"{getattr(cls, 'STEP', '')} {cls.DISPLAY}".strip()
-    source = "HELP in processing_provider/" + cls.__module__.rsplit(".", 1)[-1] + ".py"
-    return help_page(title, f"classxrf:{cls.ALG_NAME}", cls.GROUP, cls.HELP, source)
+    source = "HELP in processing_provider/" + cls.__module__.rsplit(".", 1)[-1] + ".py and its stage spec"
+    return help_page(title, f"classxrf:{cls.ALG_NAME}", cls.GROUP, help_html(cls), source)
 
 
 def model_page(model):

@@ -1,31 +1,24 @@
 """classxrf:invert - fundamental-parameters inversion of CLASS spectra into wt% of 8 elements."""
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingException,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterVectorDestination,
-    QgsProcessingParameterVectorLayer,
-)
+from qgis.core import QgsProcessingParameterEnum
 
-from ..class_qgis_plugin.choices import GAIN_FIT_MODES, STATISTICS
-from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
+from ..class_qgis_plugin.choices import ELEMENTS
+from ..class_qgis_plugin.specs import InvertParams
+from .base import GraduatedStyle, SpecAlgorithm, style_on_load
 
-ELEMENTS = ["O", "Na", "Mg", "Al", "Si", "Ca", "Ti", "Fe"]
-OXYGEN = ["stoichiometric", "fixed45"]
-#: "auto": the element the fits constrain most often (the task's best_element)
-STYLE_CHOICES = ["auto"] + ELEMENTS
+#: "auto": the element the fits constrain most often (the stage's best_element)
+STYLE_CHOICES = ["auto"] + list(ELEMENTS)
 
 
-class InvertAlgorithm(ClassXrfAlgorithm):
+class InvertAlgorithm(SpecAlgorithm):
     ALG_NAME = "invert"
     DISPLAY = "FP inversion (abundances)"
     GROUP = "3 Spectral analysis"
     GROUP_ID = "analysis"
     STEP = "3.2"
+    SPEC = InvertParams
+    NEEDS = ("numpy", "scipy", "astropy", "xraylib", "pyogrio", "shapely")
+    STYLE_ELEMENT = "STYLE_ELEMENT"
+    LAYER_STAGE = "invert"
     HELP = """<p>Inverts every co-added CLASS spectrum of the observation layer into weight percentages of
 O, Na, Mg, Al, Si, Ca, Ti and Fe with 1-sigma errors: the job of ISRO's X2ABUNDANCE, without XSPEC.</p>
 <h3>Response, read as XSPEC reads it</h3>
@@ -68,94 +61,25 @@ that does not cover the energy range; 4 no net counts (less than 3 sigma above t
 refuses errors there). A flagged row has NULL elements. An element the spectrum cannot constrain (for example Fe
 without an M-class flare: its K edge at 7.11 keV lies above most of a C-class spectrum) is NULL too (X_ok = 0,
 X_err NULL); its prior-dominated value is kept apart in X_prior. Styles therefore never colour noise.</p>
-<h3>Inputs</h3>
-<p>The observation layer (co-add output, with solar_file from the solar fit, or a default <b>solar table</b> for all
-rows, e.g. ISRO's modelop file), the <b>background</b> PHA, the CLASS <b>RMF</b> and <b>ARF</b>, the energy range,
-the gain and the gain fit, the statistic.</p>
 <h3>Outputs</h3>
-<p>The observation layer with, per element X, the columns X (wt%), X_err, X_ok (and X_prior for Na, Mg, Al, Ca, Ti,
-Fe), plus chi2, dof, cstat, converged, n_iter, scat_norm, fl_norm, gain_slope, gain_off, gslope_err, goff_err,
-fit_flag and fit_note; loaded graduated by the chosen element (auto: the element constrained in most rows).
-Optionally a folder of fit plots (data, model, residuals).</p>"""
+<p>The observation layer with the abundance and fit columns added (listed below), loaded graduated by the chosen
+element (auto: the element constrained in most rows); optionally a folder of fit plots (data, model, residuals).
+Rows without solar_file take the default <b>solar table</b> (e.g. ISRO's modelop file).</p>"""
 
-    def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterVectorLayer(
-            "INPUT", "Observation layer", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterFile("RMF", "CLASS RMF"))
-        self.addParameter(QgsProcessingParameterFile("ARF", "CLASS ARF"))
-        self.addParameter(QgsProcessingParameterFile("BACKGROUND", "Background PHA"))
-        self.addParameter(QgsProcessingParameterFile(
-            "SOLAR", "Solar table for rows without solar_file (modelop format)", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "E_MIN", "Lowest energy (keV)", type=QgsProcessingParameterNumber.Double, defaultValue=0.9, minValue=0.1))
-        self.addParameter(QgsProcessingParameterNumber(
-            "E_MAX", "Highest energy (keV)", type=QgsProcessingParameterNumber.Double, defaultValue=4.2, minValue=0.2))
-        self.addParameter(QgsProcessingParameterNumber(
-            "GAIN_SLOPE", "Gain slope", type=QgsProcessingParameterNumber.Double, defaultValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            "GAIN_OFFSET", "Gain offset (keV)", type=QgsProcessingParameterNumber.Double, defaultValue=0.0))
+    def add_own_parameters(self):
         self.addParameter(QgsProcessingParameterEnum(
-            "GAIN_FIT", "Gain fit (XSPEC gain fit: none, per spectrum, shared by all spectra)",
-            options=list(GAIN_FIT_MODES), defaultValue="none", usesStaticStrings=True, optional=True))
-        self.addParameter(QgsProcessingParameterEnum(
-            "STATISTIC", "Statistic minimised (cstat: Poisson; chi: XSPEC's chi)", options=list(STATISTICS),
-            defaultValue="cstat", usesStaticStrings=True, optional=True))
-        self.addParameter(QgsProcessingParameterBoolean(
-            "FIT_NORM", "Fit the fluorescence normalisation (recommended for real CLASS data)",
-            defaultValue=True))
-        self.addParameter(QgsProcessingParameterEnum(
-            "OXYGEN", "Oxygen", options=OXYGEN, defaultValue="stoichiometric", usesStaticStrings=True))
-        self.addParameter(QgsProcessingParameterEnum(
-            "STYLE_ELEMENT", "Element to style the layer by (auto: the one constrained most often)",
-            options=STYLE_CHOICES, defaultValue="auto",
-            usesStaticStrings=True))
-        self.addParameter(QgsProcessingParameterBoolean("PLOTS", "Write fit plots", defaultValue=False))
-        self.addParameter(QgsProcessingParameterFolderDestination(
-            "PLOT_FOLDER", "Fit plot folder", optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", "Abundance layer", type=QgsProcessing.TypeVectorPolygon))
+            self.STYLE_ELEMENT, "Element to style the layer by (auto: the one constrained most often)",
+            options=STYLE_CHOICES, defaultValue="auto", usesStaticStrings=True))
 
-    def execute(self, parameters, context, feedback, progress):
-        require("numpy", "scipy", "astropy", "xraylib", "pyogrio", "shapely")
-        layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
-        if layer is None:
-            raise QgsProcessingException("The observation layer could not be loaded")
-        e_lo = self.parameterAsDouble(parameters, "E_MIN", context)
-        e_hi = self.parameterAsDouble(parameters, "E_MAX", context)
-        if e_hi <= e_lo:
-            raise QgsProcessingException(f"Energy range {e_lo}..{e_hi} keV is empty")
-        plot_dir = None
-        if self.parameterAsBool(parameters, "PLOTS", context):
-            plot_dir = self.parameterAsString(parameters, "PLOT_FOLDER", context) or None
-            if not plot_dir:
-                from qgis.core import QgsProcessingUtils
-                plot_dir = QgsProcessingUtils.generateTempFilename("fit_plots")
-        oxygen = self.parameterAsEnumString(parameters, "OXYGEN", context)
-        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
-        res = run_core("invert", dict(
-            layer=layer.source().split("|")[0], out_layer=out,
-            rmf=self.parameterAsFile(parameters, "RMF", context),
-            arf=self.parameterAsFile(parameters, "ARF", context),
-            background=self.parameterAsFile(parameters, "BACKGROUND", context),
-            solar=self.parameterAsFile(parameters, "SOLAR", context) or None,
-            gain_slope=self.parameterAsDouble(parameters, "GAIN_SLOPE", context),
-            gain_offset=self.parameterAsDouble(parameters, "GAIN_OFFSET", context),
-            e_range=[e_lo, e_hi], oxygen=45.0 if oxygen == "fixed45" else "stoichiometric",
-            fit_norm=self.parameterAsBool(parameters, "FIT_NORM", context),
-            gain_fit=self.parameterAsEnumString(parameters, "GAIN_FIT", context) or "none",
-            statistic=self.parameterAsEnumString(parameters, "STATISTIC", context) or "cstat", plot_dir=plot_dir),
-            feedback)
+    def report(self, res, spec, values, context, feedback):
         feedback.pushInfo(f"{res['n_fitted']}/{res['n']} spectra fitted and trusted (fit_flag 0); median reduced "
                           f"chi2 (XSPEC chi) {res['median_redchi']}")
         for note in res["notes"]:
             feedback.pushInfo(f"Response: {note}")
         for what, v in res["flagged"].items():
             feedback.pushWarning(f"{v['n']} spectra flagged {what}, elements NULL (e.g. {v['example']})")
-        element = self.parameterAsEnumString(parameters, "STYLE_ELEMENT", context)
+        element = values.get(self.STYLE_ELEMENT) or "auto"
         if element == "auto":
             element = res["best_element"]
-        style_on_load(context, out, GraduatedStyle(element, ramp="Spectral", invert=True))
-        result = {"OUTPUT": out}
-        if plot_dir:
-            result["PLOT_FOLDER"] = plot_dir
-        return result
+        style_on_load(context, spec.out_layer, GraduatedStyle(element, ramp="Spectral", invert=True))
+        return spec.outputs()

@@ -72,7 +72,7 @@ def dismiss_switch_messages(lunar_authid):
     even on an empty project whose canvas has no extent; "EPSG:4326 and Custom CRS" comes when the
     lunar sphere becomes the ellipsoid while the old CRS is still set). Those messages, and only
     those (one side the lunar CRS or the ellipsoid's "Custom CRS"), are moved from the message bar to the message log
-    (tab "CLASS lunar XRF") in the few seconds after the switch, with the reason. Desktop only."""
+    (tab "CLASS lunar XRF") in the ten seconds after the switch, with the reason. Desktop only."""
     try:
         from qgis.PyQt.QtCore import QTimer
         from qgis.utils import iface
@@ -95,7 +95,7 @@ def dismiss_switch_messages(lunar_authid):
                 bar.popWidget(item)
         except RuntimeError:  # QGIS is closing
             pass
-    for delay in (0, 250, 1000, 2500):
+    for delay in (0, 250, 1000, 2500, 5000, 10000):   # later ones for a loaded machine
         QTimer.singleShot(delay, sweep)
 
 

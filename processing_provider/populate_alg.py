@@ -1,27 +1,20 @@
 """classxrf:populate - track population into the Global Information Bank (GIB)."""
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingException,
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterVectorDestination,
-    QgsProcessingParameterVectorLayer,
-)
+from qgis.core import QgsProcessingOutputNumber, QgsProcessingOutputString
 
 from ..class_qgis_plugin.choices import STYLE_PREFERENCE
-from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
+from ..class_qgis_plugin.specs import PopulateParams
+from .base import GraduatedStyle, SpecAlgorithm, style_on_load
 
 
-class PopulateAlgorithm(ClassXrfAlgorithm):
+class PopulateAlgorithm(SpecAlgorithm):
     ALG_NAME = "populate"
     DISPLAY = "Track population (GIB)"
     GROUP = "4 Abundance maps"
     GROUP_ID = "maps"
     STEP = "4.1"
+    SPEC = PopulateParams
+    NEEDS = ("numpy", "rasterio", "shapely", "pyogrio")
+    N_SUB, REGIONS = "N_SUB", "REGIONS"
     HELP = """<p>Splits every inverted footprint into sub-footprints along its track and fills the
 <b>Global Information Bank</b> (GIB), the paper's "abundance population" step.</p>
 <ul>
@@ -48,42 +41,19 @@ changes nothing and new observations update only the pixels they touch.</p>
 most values: an element the inversion could not constrain, often Fe, is NULL throughout),
 the number of sub-footprints and the regions touched.</p>"""
 
-    def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterVectorLayer(
-            "INPUT", "Abundance layer (output of FP inversion)", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterFile(
-            "ALBEDO", "Albedo raster / image, or a mare polygon layer"))
-        self.addParameter(QgsProcessingParameterNumber(
-            "SUB_SIZE_KM", "Sub-footprint length (km, 0 = footprint width)",
-            type=QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0))
-        self.addParameter(QgsProcessingParameterEnum(
-            "PRIOR", "Sub-footprint prior", options=["fraction", "binary"], defaultValue="fraction",
-            usesStaticStrings=True))
-        self.addParameter(QgsProcessingParameterFolderDestination("GIB_FOLDER", "GIB folder"))
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", "Populated sub-footprints", type=QgsProcessing.TypeVectorPoint))
-        self.addOutput(QgsProcessingOutputNumber("N_SUB", "Sub-footprints populated"))
-        self.addOutput(QgsProcessingOutputString("REGIONS", "Regions touched (i,j)"))
+    def add_own_parameters(self):
+        self.addOutput(QgsProcessingOutputNumber(self.N_SUB, "Sub-footprints populated"))
+        self.addOutput(QgsProcessingOutputString(self.REGIONS, "Regions touched (i,j)"))
 
-    def execute(self, parameters, context, feedback, progress):
-        require("numpy", "rasterio", "shapely", "pyogrio")
-        layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
-        if layer is None:
-            raise QgsProcessingException("The abundance layer could not be loaded")
-        folder = self.parameterAsString(parameters, "GIB_FOLDER", context)
-        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
-        summary = run_core("populate", dict(
-            layer=layer.source().split("|")[0], albedo=self.parameterAsFile(parameters, "ALBEDO", context),
-            gib_folder=folder, points_output=out,
-            sub_size_km=self.parameterAsDouble(parameters, "SUB_SIZE_KM", context) or None,
-            prior=self.parameterAsEnumString(parameters, "PRIOR", context)), feedback)
+    def report(self, summary, spec, values, context, feedback):
         for obs, reason in summary["skipped"]:
             feedback.reportError(f"footprint {obs} skipped: {reason}", fatalError=False)
-        for el, note in summary.get("element_notes", {}).items():
+        for note in summary.get("element_notes", {}).values():
             feedback.pushWarning(note)
         feedback.pushInfo(f"{summary['sub_footprints']} sub-footprints from {summary['populated']} footprints; "
                           f"{summary['already_in_gib']} already in the GIB; regions {summary['regions_touched']}")
         # the element with the most values (an unconstrained element, often Fe, is NULL throughout)
-        style_on_load(context, out, GraduatedStyle(STYLE_PREFERENCE, ramp="Spectral", invert=True, pick="most_values"))
-        return {"GIB_FOLDER": folder, "OUTPUT": out, "N_SUB": summary["sub_footprints"],
-                "REGIONS": ";".join(f"{i},{j}" for i, j in summary["regions_touched"])}
+        style_on_load(context, spec.points_output, GraduatedStyle(STYLE_PREFERENCE, ramp="Spectral", invert=True,
+                                                                  pick="most_values"))
+        return dict(spec.outputs(), **{self.N_SUB: summary["sub_footprints"],
+                                       self.REGIONS: ";".join(f"{i},{j}" for i, j in summary["regions_touched"])})

@@ -1,23 +1,23 @@
 """classxrf:solarfit - the incident solar spectrum I0(E) of every observation, from XSM data."""
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingException,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterVectorDestination,
-    QgsProcessingParameterVectorLayer,
-)
+from qgis.core import QgsProcessingParameterFile
 
-from .base import ClassXrfAlgorithm, GraduatedStyle, require, run_core, style_on_load
+from ..class_qgis_plugin.errors import ClassXRFError
+from ..class_qgis_plugin.specs import SolarFitParams
+from .base import GraduatedStyle, SpecAlgorithm, style_on_load
 
 
-class SolarFitAlgorithm(ClassXrfAlgorithm):
+class SolarFitAlgorithm(SpecAlgorithm):
     ALG_NAME = "solarfit"
     DISPLAY = "Solar fit (XSM)"
     GROUP = "3 Spectral analysis"
     GROUP_ID = "analysis"
     STEP = "3.1"
+    SPEC = SolarFitParams
+    NEEDS = ("numpy", "scipy", "astropy", "pyogrio", "shapely")
+    OWN = ("xsm",)
+    #: the XSM data: a folder of type I spectra, or one file
+    XSM_FOLDER, XSM_FILE = "XSM_FOLDER", "XSM_FILE"
+    LAYER_STAGE = "solarfit"
     HELP = """<p>Fits the solar X-ray spectrum that lit each observation from Chandrayaan-2 XSM data, without
 HEASoft: the incident spectrum I0(E) the FP inversion needs.</p>
 <ul>
@@ -38,51 +38,29 @@ matrix.</li>
 <h3>Outputs</h3>
 <p>A folder with, per observation, the I0(E) table (photons cm^-2 s^-1 keV^-1 on a 0.01 keV grid from 0.1 keV, the
 format of ISRO's modelop files), a JSON of the fitted parameters, errors and statistic, and a fit plot on request;
-the observation layer with the columns solar_file, sol_T_MK, sol_EM, flare_cls, goes_flux and sol_stat (C-stat per
-degree of freedom) added, loaded graduated by the GOES flux (legend in GOES classes, e.g. C1.88); where every
+the observation layer with the solar columns added (below), loaded graduated by the GOES flux (legend in GOES classes, e.g. C1.88); where every
 observation had the same flux, by the temperature, then the emission measure; a field that does not vary at all
 gets one class labelled with its value.</p>"""
 
-    def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterVectorLayer(
-            "INPUT", "Observation layer (output of co-add)", [QgsProcessing.TypeVectorPolygon]))
+    def add_own_parameter(self, f):
         self.addParameter(QgsProcessingParameterFile(
-            "XSM_FOLDER", "Folder of XSM type I spectra", behavior=QgsProcessingParameterFile.Folder,
+            self.XSM_FOLDER, "Folder of XSM type I spectra", behavior=QgsProcessingParameterFile.Folder,
             optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            "XSM_FILE", "XSM file (type II level-2, or one type I spectrum)", optional=True))
-        self.addParameter(QgsProcessingParameterFile("ARF", "XSM ARF (default: as named by each file)",
-                                                     optional=True))
-        self.addParameter(QgsProcessingParameterFile("RMF", "XSM RMF (default: approximate response)",
-                                                     optional=True))
-        self.addParameter(QgsProcessingParameterBoolean("TWO_TEMP", "Two temperatures", defaultValue=False))
-        self.addParameter(QgsProcessingParameterBoolean("PLOTS", "Write a fit plot per spectrum",
-                                                        defaultValue=False))
-        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Solar spectra folder"))
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", "Observation layer with solar fit", type=QgsProcessing.TypeVectorPolygon))
+            self.XSM_FILE, "XSM file (type II level-2, or one type I spectrum)", optional=True))
 
-    def execute(self, parameters, context, feedback, progress):
-        require("numpy", "scipy", "astropy", "pyogrio", "shapely")
-        layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
-        if layer is None:
-            raise QgsProcessingException("The observation layer could not be loaded")
-        xsm = (self.parameterAsFile(parameters, "XSM_FILE", context)
-               or self.parameterAsFile(parameters, "XSM_FOLDER", context))
+    @classmethod
+    def own_values(cls, values):
+        xsm = values.get(cls.XSM_FILE) or values.get(cls.XSM_FOLDER)
         if not xsm:
-            raise QgsProcessingException("Give an XSM folder or an XSM file")
-        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-        out = self.output_path(parameters, "OUTPUT", context, ".gpkg")
-        res = run_core("solarfit", dict(
-            layer=layer.source().split("|")[0], out_layer=out, xsm=xsm, out_folder=folder,
-            arf=self.parameterAsFile(parameters, "ARF", context) or None,
-            rmf=self.parameterAsFile(parameters, "RMF", context) or None,
-            two_temp=self.parameterAsBool(parameters, "TWO_TEMP", context),
-            plot=self.parameterAsBool(parameters, "PLOTS", context)), feedback)
+            raise ClassXRFError(None, "give an XSM folder or an XSM file", key=cls.XSM_FOLDER)
+        return {"xsm": xsm}
+
+    def report(self, res, spec, values, context, feedback):
         if res["n_missing"]:
             feedback.reportError(f"{res['n_missing']} observation(s) have no XSM data in their time window",
                                  fatalError=False)
         # the GOES flux, or where every observation had the same flux the temperature, then the
         # emission measure (a field that does not vary gets one labelled class)
-        style_on_load(context, out, GraduatedStyle(("goes_flux", "sol_T_MK", "sol_EM"), ramp="Reds"))
-        return {"OUTPUT": out, "OUTPUT_FOLDER": folder}
+        style_on_load(context, spec.out_layer, GraduatedStyle(("goes_flux", "sol_T_MK", "sol_EM"), ramp="Reds"))
+        return spec.outputs()

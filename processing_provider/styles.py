@@ -211,7 +211,7 @@ def _labels(field, pairs):
     return labels
 
 
-def apply_single_class(layer, field, label):
+def apply_single_class(layer, label):
     """One symbol for every feature, with ``label`` in the legend: the style of a field that does
     not vary (Jenks classes of a constant field collapse into identical, empty classes)."""
     symbol = QgsSymbol.defaultSymbol(layer.geometryType())
@@ -249,9 +249,9 @@ def apply_graduated(layer, field, ramp="Spectral", classes=5, invert=False):
     if field in ELEMENT_BREAKS:
         if values:
             return apply_element_style(layer, field)
-        return apply_single_class(layer, field, single_class_label(field, values))
+        return apply_single_class(layer, single_class_label(field, values))
     if len(distinct) < 2:
-        return apply_single_class(layer, field, single_class_label(field, distinct))
+        return apply_single_class(layer, single_class_label(field, distinct))
     symbol = QgsSymbol.defaultSymbol(layer.geometryType())
     symbol.setOpacity(0.8)
     renderer = QgsGraduatedSymbolRenderer(field)

@@ -65,7 +65,7 @@ def process_folder(folder, out, args, feedback, basemap=None):
     out.mkdir(parents=True, exist_ok=True)
     co = processing.run("classxrf:coadd", {
         "INPUT": str(folder), "STRATEGY": "sliding", "WINDOW": 12, "STRIDE": args.stride,
-        "RESPFILE": args.rmf, "ANCRFILE": args.arf, "BACKFILE": args.background,
+        "RMF": args.rmf, "ARF": args.arf, "BACKGROUND": args.background,
         "BUILD_BACKGROUND": args.build_background,
         "OUTPUT_FOLDER": str(out / "pha"), "OUTPUT": str(out / "observations.gpkg")}, feedback=feedback)
     if co["N_SPECTRA"] == 0:
@@ -76,7 +76,7 @@ def process_folder(folder, out, args, feedback, basemap=None):
         obs = processing.run("classxrf:solarfit", {
             "INPUT": obs, "XSM_FOLDER": args.xsm, "OUTPUT_FOLDER": str(out / "solar"),
             "OUTPUT": str(out / "observations_solar.gpkg")}, feedback=feedback)["OUTPUT"]
-    background = args.background or co.get("BACKGROUND")
+    background = args.background or co.get("NIGHT_BACKGROUND")
     inv = processing.run("classxrf:invert", {
         "INPUT": obs, "RMF": args.rmf, "ARF": args.arf, "BACKGROUND": background, "SOLAR": args.solar,
         "GAIN_SLOPE": args.gain[0], "GAIN_OFFSET": args.gain[1], "GAIN_FIT": args.gain_fit,

@@ -32,6 +32,10 @@ def build_model():
     )
     from qgis.PyQt.QtCore import QPointF
 
+    sys.path.insert(0, str(ROOT))
+    from class_qgis_plugin.specs import FLARE_CLASSES, CoaddParams, SimulateParams
+    from class_qgis_plugin.specs import SuperResParams as SR
+
     reg = QgsApplication.processingRegistry()
     ids = {a.id() for a in reg.algorithms()}
     model = QgsProcessingModelAlgorithm("classxrf_chain", "CLASS lunar XRF")
@@ -47,11 +51,12 @@ def build_model():
         p.setPosition(QPointF(x, y))
         model.addModelParameter(defn, p)
 
-    add_param(QgsProcessingParameterNumber("seed", "Random seed", QgsProcessingParameterNumber.Integer, 42), 120, 60)
+    add_param(QgsProcessingParameterNumber("seed", "Random seed", QgsProcessingParameterNumber.Integer,
+                                           SimulateParams.seed), 120, 60)
     add_param(QgsProcessingParameterNumber("tracks", "Number of orbit tracks", QgsProcessingParameterNumber.Integer,
                                            3, False, 1, 400), 120, 120)
-    add_param(QgsProcessingParameterEnum("flare", "Flare class", ["A", "B", "C", "M", "X"], False, "C",
-                                         usesStaticStrings=True), 120, 180)
+    add_param(QgsProcessingParameterEnum("flare", "Flare class", list(FLARE_CLASSES), False,
+                                         SimulateParams.flare_classes[0], usesStaticStrings=True), 120, 180)
 
     def child(alg_id, cid, x, y, sources, outputs=None):
         if alg_id not in ids:
@@ -83,9 +88,9 @@ def build_model():
         "FLARE_CLASS": Src.fromModelParameter("flare")})
     child("classxrf:coadd", "coadd", 420, 230, {
         "INPUT": Src.fromChildOutput("simulate", "FRAMES"), "STRATEGY": Src.fromStaticValue("sliding"),
-        "WINDOW": Src.fromStaticValue(12), "STRIDE": Src.fromStaticValue(12),
-        "RESPFILE": Src.fromChildOutput("simulate", "RMF_OUT"), "ANCRFILE": Src.fromChildOutput("simulate", "ARF_OUT"),
-        "BACKFILE": Src.fromChildOutput("simulate", "BACKGROUND")})
+        "WINDOW": Src.fromStaticValue(CoaddParams.window), "STRIDE": Src.fromStaticValue(CoaddParams.window),
+        "RMF": Src.fromChildOutput("simulate", "RMF_OUT"), "ARF": Src.fromChildOutput("simulate", "ARF_OUT"),
+        "BACKGROUND": Src.fromChildOutput("simulate", "BACKGROUND")})
     child("classxrf:solarfit", "solarfit", 420, 370, {
         "INPUT": Src.fromChildOutput("coadd", "OUTPUT"), "XSM_FOLDER": Src.fromChildOutput("simulate", "XSM")})
     child("classxrf:invert", "invert", 420, 510, {
@@ -101,16 +106,17 @@ def build_model():
         "PRIOR": Src.fromStaticValue("fraction")},
         {"GIB": ("GIB_FOLDER", "GIB folder"), "SubFootprints": ("OUTPUT", "Populated sub-footprints")})
     add_param(QgsProcessingParameterNumber("sr_k", "Super-resolution: top-k neighbours",
-                                           QgsProcessingParameterNumber.Integer, 16, False, 1, 200), 120, 600)
+                                           QgsProcessingParameterNumber.Integer, SR.k, False, 1, 200), 120, 600)
     add_param(QgsProcessingParameterNumber("sr_sweeps", "Super-resolution: sweeps",
-                                           QgsProcessingParameterNumber.Integer, 3, False, 1), 120, 660)
+                                           QgsProcessingParameterNumber.Integer, SR.sweeps, False, 1), 120, 660)
     add_param(QgsProcessingParameterNumber("sr_steps", "Super-resolution: steps per subgraph",
-                                           QgsProcessingParameterNumber.Integer, 8, False, 1), 120, 720)
+                                           QgsProcessingParameterNumber.Integer, SR.steps_per_subgraph, False, 1),
+              120, 720)
     add_param(QgsProcessingParameterString("sr_settings", "Super-resolution: further settings (JSON)", "",
                                            False, True), 120, 780)
     child("classxrf:superresolve", "superresolve", 420, 790, {
         "GIB": Src.fromChildOutput("populate", "GIB_FOLDER"), "ALBEDO": Src.fromChildOutput("simulate", "ALBEDO"),
-        "REGION_I": Src.fromStaticValue(3), "REGION_J": Src.fromStaticValue(4),
+        "REGION_I": Src.fromStaticValue(SR.region_i), "REGION_J": Src.fromStaticValue(SR.region_j),
         "K": Src.fromModelParameter("sr_k"), "SWEEPS": Src.fromModelParameter("sr_sweeps"),
         "STEPS": Src.fromModelParameter("sr_steps"), "SETTINGS": Src.fromModelParameter("sr_settings")},
         {"Map": ("OUTPUT", "Super-resolved abundances")})

@@ -53,30 +53,23 @@ def run_chain():
     import processing
     out = os.path.join(os.path.dirname(OUT), "chain")
     t = {}
-    t0 = time.monotonic()
-    sim = processing.run("classxrf:simulate", {"SEED": 3, "TRACKS": 4, "OUTPUT_FOLDER": os.path.join(out, "sim")})
-    t["simulate"] = time.monotonic() - t0
-    t0 = time.monotonic()
-    co = processing.run("classxrf:coadd", {"INPUT": sim["FRAMES"], "WINDOW": 12, "STRIDE": 12,
-                                           "RESPFILE": sim["RMF_OUT"], "ANCRFILE": sim["ARF_OUT"],
-                                           "BACKFILE": sim["BACKGROUND"], "OUTPUT_FOLDER": os.path.join(out, "pha"),
-                                           "OUTPUT": os.path.join(out, "obs.gpkg")})
-    t["coadd"] = time.monotonic() - t0
-    t0 = time.monotonic()
-    sol = processing.run("classxrf:solarfit", {"INPUT": co["OUTPUT"], "XSM_FOLDER": sim["XSM"],
-                                               "OUTPUT_FOLDER": os.path.join(out, "solar"),
-                                               "OUTPUT": os.path.join(out, "obs_solar.gpkg")})
-    t["solarfit"] = time.monotonic() - t0
-    t0 = time.monotonic()
-    inv = processing.run("classxrf:invert", {"INPUT": sol["OUTPUT"], "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"],
-                                             "BACKGROUND": sim["BACKGROUND"], "FIT_NORM": False,
-                                             "OUTPUT": os.path.join(out, "abund.gpkg")})
-    t["invert"] = time.monotonic() - t0
-    t0 = time.monotonic()
-    pop = processing.run("classxrf:populate", {"INPUT": inv["OUTPUT"], "ALBEDO": sim["ALBEDO"],
-                                               "GIB_FOLDER": os.path.join(out, "gib"),
-                                               "OUTPUT": os.path.join(out, "sub.gpkg")})
-    t["populate"] = time.monotonic() - t0
+
+    def step(name, params):
+        t0 = time.monotonic()
+        res = processing.run(f"classxrf:{name}", params)
+        t[name] = time.monotonic() - t0
+        return res
+
+    sim = step("simulate", {"SEED": 3, "TRACKS": 4, "OUTPUT_FOLDER": os.path.join(out, "sim")})
+    co = step("coadd", {"INPUT": sim["FRAMES"], "WINDOW": 12, "STRIDE": 12, "RMF": sim["RMF_OUT"],
+                        "ARF": sim["ARF_OUT"], "BACKGROUND": sim["BACKGROUND"],
+                        "OUTPUT_FOLDER": os.path.join(out, "pha"), "OUTPUT": os.path.join(out, "obs.gpkg")})
+    sol = step("solarfit", {"INPUT": co["OUTPUT"], "XSM_FOLDER": sim["XSM"], "OUTPUT_FOLDER": os.path.join(out, "solar"),
+                            "OUTPUT": os.path.join(out, "obs_solar.gpkg")})
+    inv = step("invert", {"INPUT": sol["OUTPUT"], "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"],
+                          "BACKGROUND": sim["BACKGROUND"], "FIT_NORM": False, "OUTPUT": os.path.join(out, "abund.gpkg")})
+    pop = step("populate", {"INPUT": inv["OUTPUT"], "ALBEDO": sim["ALBEDO"], "GIB_FOLDER": os.path.join(out, "gib"),
+                            "OUTPUT": os.path.join(out, "sub.gpkg")})
     from qgis.core import QgsVectorLayer
     # the map a user looks at: the basemap (it makes the project lunar) and the abundance layer, loaded
     # as the Toolbox loads results; then what the message bar shows

@@ -127,7 +127,7 @@ def main(argv=None):
     ini.write_text(f"[PythonPlugins]\n{PACKAGE}=true\n\n[qgis]\ncheckVersion=false\nshowTips=false\n"
                    "projections\\defaultBehavior=useProject\n[UI]\nhidebrowser=true\n")
     out = Path(args.out).resolve()
-    cfg = dict(png=str(work / "shot.png"), report=str(work / "report.json"), albedo=str(demo["simulation"].albedo),
+    cfg = dict(png=str(work / "shot.png"), report=str(work / "report.json"), albedo=str(demo["simulation"]["albedo"]),
                basemap=str(work / "basemap.tif"), layer=str(demo["layer"]), element=args.element)
     code = work / "inside.py"
     code.write_text(INSIDE % {"cfg": json.dumps(cfg)})

@@ -11,8 +11,8 @@ def chain(run_alg, tmp_path_factory):
     sim = run_alg("classxrf:simulate", {"SEED": 5, "TRACKS": 3, "FLARE_CLASS": "C",
                                         "OUTPUT_FOLDER": str(tmp / "sim")})
     co = run_alg("classxrf:coadd", {"INPUT": sim["FRAMES"], "WINDOW": 12, "STRIDE": 12,
-                                    "RESPFILE": sim["RMF_OUT"], "ANCRFILE": sim["ARF_OUT"],
-                                    "BACKFILE": sim["BACKGROUND"],
+                                    "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"],
+                                    "BACKGROUND": sim["BACKGROUND"],
                                     "OUTPUT_FOLDER": str(tmp / "pha"), "OUTPUT": str(tmp / "obs.gpkg")})
     sol = run_alg("classxrf:solarfit", {"INPUT": co["OUTPUT"], "XSM_FOLDER": sim["XSM"],
                                         "OUTPUT_FOLDER": str(tmp / "solar"), "OUTPUT": str(tmp / "obs_solar.gpkg")})

@@ -91,8 +91,8 @@ def loaded(plugin, tmp_path_factory):
     assert project.crs().authid() == "ESRI:104903"
     messages.clear()
     sim = run("classxrf:simulate", {"SEED": 3, "TRACKS": 2, "FLARE_CLASS": "C", "OUTPUT_FOLDER": str(tmp / "sim")})
-    co = run("classxrf:coadd", {"INPUT": sim["FRAMES"], "WINDOW": 12, "STRIDE": 12, "RESPFILE": sim["RMF_OUT"],
-                                "ANCRFILE": sim["ARF_OUT"], "BACKFILE": sim["BACKGROUND"],
+    co = run("classxrf:coadd", {"INPUT": sim["FRAMES"], "WINDOW": 12, "STRIDE": 12, "RMF": sim["RMF_OUT"],
+                                "ARF": sim["ARF_OUT"], "BACKGROUND": sim["BACKGROUND"],
                                 "OUTPUT_FOLDER": str(tmp / "pha"), "OUTPUT": str(tmp / "obs.geojson")})
     sol = run("classxrf:solarfit", {"INPUT": co["OUTPUT"], "XSM_FOLDER": sim["XSM"],
                                     "OUTPUT_FOLDER": str(tmp / "solar"), "OUTPUT": str(tmp / "obs_solar.gpkg")})

@@ -107,20 +107,17 @@ def sim(profile, tmp_path_factory):
 
 
 def test_simulate_basemap_exportmap_dependencies_run(profile, plugin, sim, tmp_path):
-    from class_qgis_plugin import coadd, geo, invert
+    from class_qgis_plugin import tasks
 
     assert Path(sim["FRAMES"]).is_dir() and sim["N_FRAMES"] > 0
     assert len(list(Path(sim["FRAMES"]).rglob("*.fits"))) == sim["N_FRAMES"]
     base = run(profile, "basemap", INPUT=sim["ALBEDO"], OUTPUT=tmp_path / "base.tif")
     assert (base["WIDTH"], base["HEIGHT"]) == (682, 342) and base["KIND"] == "copied GeoTIFF"
-    # an abundance layer made in this process by the core, mapped by qgis_process
-    res = coadd.coadd_folder(sim["FRAMES"], tmp_path / "pha", strategy="sliding", window=12, stride=12,
-                             respfile=sim["RMF_OUT"], ancrfile=sim["ARF_OUT"], backfile=sim["BACKGROUND"])
-    geo.write_vector(tmp_path / "obs.gpkg", res.geometries, res.attributes)
-    cols, _ = invert.invert_layer(tmp_path / "obs.gpkg", rmf=sim["RMF_OUT"], arf=sim["ARF_OUT"],
-                                  background=sim["BACKGROUND"], solar=sim["SOLAR"])
-    attrs = dict(res.attributes, **cols)
-    geo.write_vector(tmp_path / "abund.gpkg", res.geometries, attrs)
+    # an abundance layer made in this process by the stages, mapped by qgis_process
+    tasks.run("coadd", inputs=[sim["FRAMES"]], out_folder=tmp_path / "pha", out_layer=tmp_path / "obs.gpkg", stride=12,
+              rmf=sim["RMF_OUT"], arf=sim["ARF_OUT"], background=sim["BACKGROUND"])
+    tasks.run("invert", layer=tmp_path / "obs.gpkg", out_layer=tmp_path / "abund.gpkg", rmf=sim["RMF_OUT"],
+              arf=sim["ARF_OUT"], background=sim["BACKGROUND"], solar=sim["SOLAR"])
     png = run(profile, "exportmap", INPUT=tmp_path / "abund.gpkg", ELEMENT="Al", BASEMAP=base["OUTPUT"], DPI=60,
               OUTPUT=tmp_path / "al.png")
     assert Path(png["OUTPUT"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -139,7 +136,7 @@ def test_vector_chain_runs_from_the_command_line(profile, plugin, sim, tmp_path)
     from class_qgis_plugin import geo
 
     co = run(profile, "coadd", INPUT=sim["FRAMES"], STRATEGY="sliding", WINDOW=12, STRIDE=12,
-             RESPFILE=sim["RMF_OUT"], ANCRFILE=sim["ARF_OUT"], BACKFILE=sim["BACKGROUND"],
+             RMF=sim["RMF_OUT"], ARF=sim["ARF_OUT"], BACKGROUND=sim["BACKGROUND"],
              OUTPUT_FOLDER=tmp_path / "pha", OUTPUT=tmp_path / "obs.gpkg")
     g, a, crs = geo.read_vector(co["OUTPUT"])
     assert len(g) == co["N_SPECTRA"] > 0

@@ -34,7 +34,7 @@ def simulated(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("demo")
     r = run_demo(out, tracks=3, progress=False)
-    return dict(layer=Path(r["layer"]), albedo=Path(r["simulation"].albedo), out=out)
+    return dict(layer=Path(r["layer"]), albedo=Path(r["simulation"]["albedo"]), out=out)
 
 
 @pytest.fixture(scope="module")
