@@ -120,26 +120,106 @@ class FitState:
 def fisher(J, m, prior_prec=None):
     """Expected Fisher information ``J^T diag(1/m) J`` (n, p, p), plus prior precisions (n, p).
     For a chi-square fit pass the variance as ``m`` (the second item of :func:`residual_terms`)."""
-    F = np.einsum("ncp,nc,ncq->npq", J, 1.0 / np.maximum(m, 1e-12), J)
+    Jt = np.swapaxes(J, 1, 2)
+    F = np.matmul(Jt * (1.0 / np.maximum(m, 1e-12))[:, None, :], J)     # a matmul: 10x einsum's speed
     if prior_prec is not None:
         ii = np.arange(F.shape[1])
         F[:, ii, ii] += prior_prec
     return F
 
 
-def solve_held(F, g, free):
-    """Solve ``F x = g`` per row with the parameters outside ``free`` held at ``x = 0``."""
-    n, p, _ = F.shape
+def _cholesky(A):
+    """Cholesky factors ``L`` (n, p, p) of a batch of symmetric matrices, vectorised over the batch,
+    and ``ok`` (n,): False where a matrix is not numerically positive definite."""
+    n, p, _ = A.shape
+    L = np.zeros_like(A)
+    ok = np.ones(n, bool)
+    for j in range(p):
+        s = A[:, j, j] - np.einsum("nk,nk->n", L[:, j, :j], L[:, j, :j])
+        good = s > 1e-300
+        ok &= good
+        dj = np.sqrt(np.where(good, s, 1.0))
+        L[:, j, j] = dj
+        if j + 1 < p:
+            L[:, j + 1:, j] = (A[:, j + 1:, j] - np.einsum("nik,nk->ni", L[:, j + 1:, :j], L[:, j, :j])) / dj[:, None]
+    return L, ok
+
+
+def _cho_solve(L, b):
+    """``x`` (n, p, r) with ``L L^T x = b`` (n, p, r)."""
+    p = L.shape[1]
+    y = np.zeros_like(b)
+    for j in range(p):
+        y[:, j] = (b[:, j] - np.einsum("nk,nkr->nr", L[:, j, :j], y[:, :j])) / L[:, j, j, None]
+    x = np.zeros_like(b)
+    for j in range(p - 1, -1, -1):
+        x[:, j] = (y[:, j] - np.einsum("nk,nkr->nr", L[:, j + 1:, j], x[:, j + 1:])) / L[:, j, j, None]
+    return x
+
+
+def spd_solve(A, b):
+    """Solve ``A x = b`` for a batch of symmetric positive definite ``A`` (n, p, p), ``b`` (n, p),
+    by Cholesky vectorised over the batch -> (x (n, p), ok (n,) bool; False where ``A`` is not
+    numerically positive definite, x NaN there).
+
+    Written out rather than ``np.linalg.solve``: for the small systems of a fit (p <= 12) a LAPACK
+    call costs more than the arithmetic, and with a multi-threaded BLAS on a busy machine far more
+    (``benchmarks/bench_archive_estimate.py`` measures both)."""
+    L, ok = _cholesky(A)
+    x = _cho_solve(L, b[..., None])[..., 0]
+    x[~ok] = np.nan
+    return x, ok
+
+
+def _held(F, free):
+    """``F`` with the rows and columns of held parameters (outside ``free``) replaced by the identity."""
+    p = F.shape[1]
     A = F.copy()
-    b = np.where(free, g, 0.0)
     off = ~free
     A[off[:, :, None] | off[:, None, :]] = 0.0
     ii = np.arange(p)
     A[:, ii, ii] = np.where(off, 1.0, A[:, ii, ii])
+    return A
+
+
+def row_inverse(A):
+    """Inverse of one matrix; the pseudo-inverse where it is singular or its inverse has a
+    non-positive diagonal (not a covariance)."""
     try:
-        return np.linalg.solve(A, b[..., None])[..., 0]
+        inv = np.linalg.inv(A)
+        if not np.all(np.isfinite(inv)) or np.any(np.diag(inv) <= 0):
+            raise np.linalg.LinAlgError
+        return inv
     except np.linalg.LinAlgError:
-        return np.einsum("nij,nj->ni", np.linalg.pinv(A), b)
+        return np.linalg.pinv(A)
+
+
+def held_inverse(F, free):
+    """Per row the inverse of ``F`` (n, p, p) over its ``free`` (n, p) parameters, 0 in the rows and
+    columns of the held ones (a covariance). Cholesky for the batch; a row that is not positive
+    definite by :func:`row_inverse` of its free block."""
+    A = _held(F, free)
+    n, p, _ = A.shape
+    L, ok = _cholesky(A)
+    cov = _cho_solve(L, np.broadcast_to(np.eye(p), (n, p, p)).copy())
+    for r in np.flatnonzero(~ok):
+        fr = np.flatnonzero(free[r])
+        cov[r] = 0.0
+        cov[r][np.ix_(fr, fr)] = row_inverse(F[r][np.ix_(fr, fr)])
+    cov[~(free[:, :, None] & free[:, None, :])] = 0.0
+    return cov
+
+
+def solve_held(F, g, free):
+    """Solve ``F x = g`` per row with the parameters outside ``free`` held at ``x = 0`` (Cholesky,
+    :func:`spd_solve`; a row whose matrix is not positive definite by the pseudo-inverse)."""
+    A = _held(F, free)
+    b = np.where(free, g, 0.0)
+    x, ok = spd_solve(A, b)
+    if not ok.all():
+        bad = ~ok
+        x[bad] = np.einsum("nij,nj->ni", np.linalg.pinv(A[bad]), b[bad])
+    return x
 
 
 def _bisect_feasible(feasible, P0, P1, rows):
@@ -207,7 +287,7 @@ def batched_lm(model, P0, d, lower, upper, free=None, prior_mu=None, prior_prec=
             break
         res, v = residual_terms(d[rows], m[rows], statistic, None if var is None else var[rows])
         Jr = J[rows]
-        g = np.einsum("ncp,nc->np", Jr, res)
+        g = np.matmul(res[:, None, :], Jr)[:, 0, :]
         g -= (P[rows] - prior_mu[rows]) * prior_prec[rows]
         F = fisher(Jr, v, prior_prec[rows])
         fr = free[rows].copy()

@@ -88,14 +88,28 @@ def absorption_edges(e_lo, e_hi):
     return np.unique(np.array(out))
 
 
-def make_grid(e_lo, e_hi, step, edge_aligned=True):
-    """Integration bins ``(lo, hi)`` of width ``step`` from ``e_lo`` to ``e_hi`` keV; with
-    ``edge_aligned`` every absorption edge of :func:`absorption_edges` becomes a bin boundary."""
-    if not (step > 0 and e_hi > e_lo):
-        raise ValueError("grid needs step > 0 and e_hi > e_lo")
+def _uniform(e_lo, e_hi, step):
     n = int(np.ceil((e_hi - e_lo) / step - 1e-9))
     b = e_lo + step * np.arange(n + 1)
     b[-1] = min(b[-1], e_hi) if b[-1] > e_hi else b[-1]
+    return b
+
+
+def make_grid(e_lo, e_hi, step, edge_aligned=True):
+    """Integration bins ``(lo, hi)`` of width ``step`` from ``e_lo`` to ``e_hi`` keV; with
+    ``edge_aligned`` every absorption edge of :func:`absorption_edges` becomes a bin boundary.
+    ``step`` may be a sequence of ``(up_to_keV, step)`` pieces, in increasing energy (the last
+    piece runs to ``e_hi``): a fine grid where the fit's channels are, a coarser one above."""
+    pieces = [(e_hi, float(step))] if np.ndim(step) == 0 else [(float(u), float(w)) for u, w in step]
+    if not (all(w > 0 for _, w in pieces) and e_hi > e_lo):
+        raise ValueError("grid needs step > 0 and e_hi > e_lo")
+    parts, start = [], e_lo
+    for k, (up, w) in enumerate(pieces):
+        stop = e_hi if k == len(pieces) - 1 else min(max(up, start), e_hi)
+        if stop > start:
+            parts.append(_uniform(start, stop, w))
+            start = stop
+    b = np.unique(np.concatenate(parts))
     if edge_aligned:
         edges = absorption_edges(e_lo, e_hi)
         b = np.unique(np.concatenate([b, edges]))

@@ -62,8 +62,9 @@ import numpy as np
 from .choices import FITTED_CATIONS, GAIN_FIT_MODES, STATISTICS
 from .composition import ELEMENTS, HIGHLAND_WT, MARE_WT, mix, oxygen_fraction_coefficients
 from .errors import ClassXRFError
-from .fitkernel import (batched_lm, chi_xspec, cstat, fisher, reduced_statistic, residual_terms,
-                        xspec_variance)
+from .fitkernel import (batched_lm, chi_xspec, cstat, fisher, held_inverse, reduced_statistic, residual_terms,
+                        row_inverse, xspec_variance)
+from .parallel import map_chunks
 from .progress import as_progress, subrange
 from .specs import InvertParams as _P
 
@@ -127,6 +128,16 @@ GAIN_BOUNDS = ((0.95, 1.05), (-0.1, 0.1))
 #: elements are NULL: XSPEC's ``error`` command refuses to compute errors above a reduced
 #: chi-square of 2 (its ``maximum`` default)
 MAX_REDCHI = 2.0
+
+
+def inversion_grid(e_max_keV):
+    """The inversion's integration grid (:func:`fpmodel.make_grid` pieces): 0.05 keV bins up to
+    0.5 keV above the fit range's top ``e_max_keV``, 0.2 keV bins above, where the photons only
+    excite lines and are never seen in the fit channels. The model counts in the 0.9-4.2 keV
+    channels stay within 4e-4 (summed |difference| / total) of the 0.01 keV grid the simulation
+    uses, far below the Poisson noise of any spectrum, for a fifth of the bins
+    (``benchmarks/bench_archive_estimate.py`` prints both)."""
+    return ((float(e_max_keV) + 0.5, 0.05), (np.inf, 0.2))
 #: a spectrum whose net counts in the fit range are below this many sigma is not fitted
 MIN_NET_SIGMA = 3.0
 
@@ -198,6 +209,11 @@ class InversionResult:
         return cols
 
 
+def _fold_rows(L, R):
+    """``sum_l L[n, l] R[n, l, c]`` (n, c): each spectrum's lines through its own response rows."""
+    return np.matmul(L[:, None, :], R)[:, 0, :]
+
+
 class _Batch:
     """Model pieces of a batch of spectra in their fit channels, one row per spectrum, each with
     its own solar spectrum, geometry, exposure and gain."""
@@ -253,20 +269,20 @@ class _Batch:
                 Rl, Rs = got
             out["lines"], out["scatter"] = L @ Rl, sc @ Rs
             if jacobian:
-                out["d_lines"] = np.einsum("nlm,lc->ncm", lt["d_lines"] * k[:, None, None], Rl)
+                out["d_lines"] = np.matmul(np.swapaxes(lt["d_lines"] * k[:, None, None], 1, 2), Rl).swapaxes(1, 2)
             return out
         energy = fm.atomic.line_energy
         if gain_grad:
             Rl, dRs, dRo = resp.line_rows(energy, sl_, off_, self.fitmask, grad=True)
             out["scatter"], dss, dso = resp.fold_density(fm.energy, sc, sl_, off_, self.fitmask, grad=True)
-            out["d_gain_lines"] = np.stack([np.einsum("nl,nlc->nc", L, dRs), np.einsum("nl,nlc->nc", L, dRo)], axis=2)
+            out["d_gain_lines"] = np.stack([_fold_rows(L, dRs), _fold_rows(L, dRo)], axis=2)
             out["d_gain_scatter"] = np.stack([dss, dso], axis=2)
         else:
             Rl = resp.line_rows(energy, sl_, off_, self.fitmask)
             out["scatter"] = resp.fold_density(fm.energy, sc, sl_, off_, self.fitmask)
-        out["lines"] = np.einsum("nl,nlc->nc", L, Rl)
+        out["lines"] = _fold_rows(L, Rl)
         if jacobian:
-            out["d_lines"] = np.einsum("nlm,nlc->ncm", lt["d_lines"] * k[:, None, None], Rl)
+            out["d_lines"] = np.matmul(np.swapaxes(lt["d_lines"] * k[:, None, None], 1, 2), Rl).swapaxes(1, 2)
         return out
 
 
@@ -315,7 +331,7 @@ class _Model:
         m = self.B[rows] + f[:, None] * ev["lines"] + s[:, None] * ev["scatter"]
         if not jac:
             return m, None
-        cols = [f[:, None, None] * np.einsum("ncm,mj->ncj", ev["d_lines"], self.M / 100.0), ev["scatter"][:, :, None]]
+        cols = [f[:, None, None] * (ev["d_lines"] @ (self.M / 100.0)), ev["scatter"][:, :, None]]
         if self.fit_norm:
             cols.append(ev["lines"][:, :, None])
         if self.gain_in_P:
@@ -329,50 +345,37 @@ def _flag_unconstrained(F, free, ref, M, max_rel_err):
     favour upward fluctuations), above ``max_rel_err`` (or with no Fisher information) is tied to its
     prior (precision 1/PRIOR_SIGMA^2 added), the errors recomputed, and so on until every
     remaining cation passes. Uses the Fisher matrix of the first fit over the ``free`` parameters
-    (n, p); no refit is needed."""
-    n, npar, _ = F.shape
+    (n, p); no refit is needed. All rows at once: each round recomputes the rows still tying."""
+    n = F.shape[0]
     npf = M.shape[1]
-    bad = np.zeros((n, npf), bool)
-    for r in range(n):
-        fr = np.flatnonzero(free[r])
-        Fr = F[r]
-        info = np.diag(Fr)[:npf]
-        bad[r] = info <= 1e-12 * max(info.max(), 1e-300)
-        for _ in range(npf):
-            A = Fr.copy()
-            A[np.arange(npf), np.arange(npf)] += np.where(bad[r], 1.0 / PRIOR_SIGMA ** 2, 0.0)
-            cov = _inverse(A[np.ix_(fr, fr)])
-            cw = M @ cov[:npf, :npf] @ M.T
-            e = np.sqrt(np.clip(np.diag(cw), 0, None))[FREE_IDX]
-            rel = e / np.maximum(ref[r, FREE_IDX], 1e-6)
-            rel[bad[r]] = -np.inf
-            worst = int(np.argmax(rel))
-            if not np.isfinite(rel[worst]) or rel[worst] <= max_rel_err:
-                break
-            bad[r, worst] = True
+    ii = np.arange(npf)
+    info = F[:, ii, ii]
+    bad = info <= 1e-12 * np.maximum(info.max(axis=1, keepdims=True), 1e-300)
+    todo = np.arange(n)
+    for _ in range(npf):
+        if not todo.size:
+            break
+        A = F[todo].copy()
+        A[:, ii, ii] += np.where(bad[todo], 1.0 / PRIOR_SIGMA ** 2, 0.0)
+        cov = held_inverse(A, free[todo])
+        cw = M @ cov[:, :npf, :npf] @ M.T
+        e = np.sqrt(np.clip(np.diagonal(cw, axis1=1, axis2=2), 0, None))[:, FREE_IDX]
+        rel = e / np.maximum(ref[todo][:, FREE_IDX], 1e-6)
+        rel[bad[todo]] = -np.inf
+        worst = np.argmax(rel, axis=1)
+        top = rel[np.arange(todo.size), worst]
+        go = np.isfinite(top) & (top > max_rel_err)
+        bad[todo[go], worst[go]] = True
+        todo = todo[go]
     return bad
-
-
-def _inverse(A):
-    try:
-        inv = np.linalg.inv(A)
-        if not np.all(np.isfinite(inv)) or np.any(np.diag(inv) <= 0):
-            raise np.linalg.LinAlgError
-        return inv
-    except np.linalg.LinAlgError:
-        return np.linalg.pinv(A)
 
 
 def _covariance(F, free, M):
     """Inverse Fisher information over the ``free`` parameters (n, p, p; 0 for held ones) and the
     wt% covariance (n, 8, 8)."""
-    n, npar, _ = F.shape
-    cov = np.zeros((n, npar, npar))
-    for r in range(n):
-        fr = np.flatnonzero(free[r])
-        cov[r][np.ix_(fr, fr)] = _inverse(F[r][np.ix_(fr, fr)])
+    cov = held_inverse(F, free)
     npf = M.shape[1]
-    return cov, np.einsum("ij,njk,lk->nil", M, cov[:, :npf, :npf], M)
+    return cov, M @ cov[:, :npf, :npf] @ M.T
 
 
 def _a_priori_start(batch, d, B, w0, M, fit_norm):
@@ -475,15 +478,10 @@ def _schur_gain(res, d):
     parameters, g: slope and offset), at its optimum for the current gain."""
     model, F, J, m = res["model"], res["F"], res["J"], res["m"]
     ig = np.arange(model.i_g, model.i_g + 2)
-    grad = np.einsum("ncp,nc->np", J, residual_terms(d, m, res["statistic"], res["var"])[0])
-    H, G = np.zeros((2, 2)), np.zeros(2)
-    for r in range(F.shape[0]):
-        a = np.flatnonzero(res["free"][r])
-        Fa = F[r][np.ix_(a, a)]
-        Fga = F[r][np.ix_(ig, a)]
-        X = Fga @ _inverse(Fa)
-        H += F[r][np.ix_(ig, ig)] - X @ Fga.T
-        G += grad[r, ig] - X @ grad[r, a]
+    grad = np.matmul(residual_terms(d, m, res["statistic"], res["var"])[0][:, None, :], J)[:, 0, :]
+    X = np.matmul(F[:, ig, :], held_inverse(F, res["free"]))        # F_ga F_aa^-1, 0 at held columns
+    H = (F[:, ig][:, :, ig] - np.matmul(X, F[:, :, ig])).sum(axis=0)
+    G = (grad[:, ig] - np.matmul(X, grad[:, :, None])[:, :, 0]).sum(axis=0)
     return H, G
 
 
@@ -528,7 +526,7 @@ def _response_coverage(fm, fitmask, e_range):
 def invert_spectra(fm, counts, background, incidence_deg, emission_deg, exposure_s, phase_deg=None,
                    e_range=(_P.e_min, _P.e_max), oxygen=_P.oxygen, fit_norm=_P.fit_norm, gain_fit=_P.gain_fit,
                    gain_bounds=GAIN_BOUNDS, background_variance=None, statistic=_P.statistic, max_rel_err=0.5,
-                   max_redchi=MAX_REDCHI, max_iter=60, tol=0.01, chunk=64, start=None, bad_rows=None,
+                   max_redchi=MAX_REDCHI, max_iter=60, tol=0.01, chunk=128, start=None, bad_rows=None,
                    progress=None):
     """Invert a batch of spectra.
 
@@ -607,8 +605,10 @@ def _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask,
     chunks = [fit_rows[c:c + chunk] for c in range(0, fit_rows.size, chunk)]
     n_all = max(fit_rows.size, 1)
     slope0, offset0 = fm.response.gain_slope, fm.response.gain_offset
-    batches, starts = [], []
-    for rows in chunks:
+
+    def prepare(c):
+        """The batch of chunk ``c`` and its start (P0, a-priori wt%)."""
+        rows = chunks[c]
         progress.check()
         cos_i, cos_e = np.cos(np.deg2rad(inc[rows])), np.cos(np.deg2rad(emi[rows]))
         ph = np.abs(inc[rows] - emi[rows]) if phase is None else phase[rows]
@@ -625,19 +625,21 @@ def _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask,
             P0.append(f0[:, None])
         if gain_fit != "none":
             P0.append(np.column_stack([np.full(rows.size, slope0), np.full(rows.size, offset0)]))
-        batches.append(b)
-        starts.append((np.concatenate(P0, axis=1), apri))
+        return b, (np.concatenate(P0, axis=1), apri)
+
+    prepared = map_chunks(prepare, len(chunks), subrange(progress, 0.0, 0.05), message=lambda c: "starting values")
+    batches = [b for b, _ in prepared]
+    starts = [s for _, s in prepared]
 
     def run(P_starts, priors, lo, hi):
-        out = []
-        for c, (rows, b) in enumerate(zip(chunks, batches)):
+        def one(c):
+            rows, b = chunks[c], batches[c]
             progress.check()
-            progress.set(lo + (hi - lo) * c / max(len(chunks), 1),
-                         f"inverting spectra {rows[0] + 1}-{rows[-1] + 1} of {n_all}")
-            out.append(_fit_batch(b, d_fit[rows], B_fit[rows], V_fit[rows], w0, M, fit_norm, gain_fit, gain_bounds,
-                                  P_starts[c], starts[c][1], max_rel_err, max_iter, tol, statistic,
-                                  None if priors is None else priors[c]))
-        return out
+            return _fit_batch(b, d_fit[rows], B_fit[rows], V_fit[rows], w0, M, fit_norm, gain_fit, gain_bounds,
+                              P_starts[c], starts[c][1], max_rel_err, max_iter, tol, statistic,
+                              None if priors is None else priors[c])
+        return map_chunks(one, len(chunks), progress, lo, hi,
+                          lambda c: f"inverted spectra {chunks[c][0] + 1}-{chunks[c][-1] + 1} of {n_all}")
 
     P_starts = [s[0] for s in starts]
     if gain_fit == "shared" and chunks:
@@ -685,7 +687,7 @@ def _shared_gain(run, chunks, P_starts, d_fit, gain_bounds, max_outer=20, tol=0.
         if gained is None or gained < tol:
             break
     H = sum(_schur_gain(r, d_fit[rows])[0] for rows, r in zip(chunks, res))
-    return np.sqrt(np.clip(np.diag(_inverse(H)), 0, None)), res
+    return np.sqrt(np.clip(np.diag(row_inverse(H)), 0, None)), res
 
 
 def _assemble(fm, results, flags, notes, d_fit, B_fit, V_fit, fitmask, gain_fit, statistic, max_redchi):
@@ -890,7 +892,8 @@ def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.g
     phase = np.asarray(attrs["phase_ang"], float) if "phase_ang" in attrs else None
     if phase is not None:
         phase = np.where(np.isfinite(phase), phase, np.abs(inc - emi))
-    fm = ForwardModel(rmf, arf, e, flux, gain_slope=gain_slope, gain_offset=gain_offset)
+    fm = ForwardModel(rmf, arf, e, flux, gain_slope=gain_slope, gain_offset=gain_offset,
+                      grid_step_keV=inversion_grid(e_range[1]))
     res = invert_spectra(fm, counts, bk, inc, emi, expo, phase_deg=phase, e_range=e_range, oxygen=oxygen,
                          fit_norm=fit_norm, gain_fit=gain_fit, background_variance=bk_var, bad_rows=bad_rows,
                          progress=subrange(p, 0.15, 0.95), **fit_kw)
