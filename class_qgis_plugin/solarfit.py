@@ -25,7 +25,7 @@ import numpy as np
 from .errors import ClassXRFError
 from .fitkernel import batched_lm, cstat, fisher
 from .progress import as_progress, subrange
-from .solar import EM_UNIT, LINE_COMPLEXES, SolarModel, energy_grid, goes_class, goes_flux
+from .solar import EM_UNIT, LINE_COMPLEXES, SolarModel, energy_grid, goes_class, goes_flux, power_law
 from .xsm import (XSMSpectrum, load_response, read_xsm_pha, read_xsm_typeii, sum_time_window,
                   utc_to_met)
 
@@ -124,32 +124,35 @@ class _Batch:
         return (x * A[:, None, :]) @ self.R
 
 
-def _jacobian_photon(model, theta, h=1e-3):
-    """Derivatives of the photon flux density with respect to the parameters: (B, P, E)."""
-    comps = model.components(theta)
-    B, P = theta.shape
-    J = np.zeros((B, P, model.energy.size))
-    J[:, 0] = comps["thermal"]
-    up = theta.copy()
-    dn = theta.copy()
-    up[:, 1] += h
-    dn[:, 1] -= h
-    J[:, 1] = (model.components(up)["thermal"] - model.components(dn)["thermal"]) / (2 * h)
-    J[:, 2] = comps["power law"]
-    J[:, 3] = -np.log(model.energy)[None, :] * comps["power law"]
+def _folded_model(model, batch):
+    """The model counts of the batch and their Jacobian, ``counts(theta, rows, jac) -> (mu (k, C),
+    J (k, C, P))`` for :func:`fitkernel.batched_lm`. The thermal continuum and its temperature
+    derivative come from the temperature table (:meth:`SolarModel.thermal`); the line complexes
+    enter linearly, so each complex is folded through each spectrum's response once."""
+    line_fold = batch.fold(np.broadcast_to(model.lines, (batch.n.shape[0],) + model.lines.shape))  # (B, L, C)
+    minus_ln_e = -np.log(model.energy)[None, :]
     nl = model.n_lines
-    J[:, 4:4 + nl] = np.exp(theta[:, 4:4 + nl])[:, :, None] * model.lines[None, :, :]
-    if model.two_temp:
-        j = 4 + nl
-        J[:, j] = comps["thermal 2"]
-        up = theta.copy()
-        dn = theta.copy()
-        up[:, j + 1] += h
-        dn[:, j + 1] -= h
-        J[:, j + 1] = (model.components(up)["thermal 2"] -
-                       model.components(dn)["thermal 2"]) / (2 * h)
-    total = sum(comps.values())
-    return total, J
+
+    def counts(th, rows, jac):
+        f1, df1 = model.thermal(th[:, 1])
+        em1 = np.exp(th[:, 0])[:, None]
+        pl = power_law(model.energy, np.exp(th[:, 2]), th[:, 3])
+        cols = [em1 * f1, em1 * df1, pl, minus_ln_e * pl]
+        if model.two_temp:
+            j = 4 + nl
+            f2, df2 = model.thermal(th[:, j + 1])
+            em2 = np.exp(th[:, j])[:, None]
+            cols += [em2 * f2, em2 * df2]
+        fl = np.exp(th[:, 4:4 + nl])                                         # (k, L)
+        lines = line_fold[rows] * fl[:, :, None]                              # (k, L, C)
+        Jc = batch.fold(np.stack(cols, axis=1), rows)                         # (k, 4 or 6, C)
+        # the model is linear in the thermal and power-law components: their folded sum
+        mu = Jc[:, 0] + Jc[:, 2] + (Jc[:, 4] if model.two_temp else 0.0) + lines.sum(axis=1) + batch.bkg[rows] + 1e-12
+        if not jac:
+            return mu, None
+        J = np.concatenate([Jc[:, :4], lines, Jc[:, 4:]], axis=1)
+        return mu, np.swapaxes(J, 1, 2)                                       # (k, C, P)
+    return counts
 
 
 def _bounds(model):
@@ -201,17 +204,12 @@ def _initial(model, batch):
 
 
 def _lm(model, batch, theta, max_iter=80, tol=1e-6, progress=None):
-    """The batched Levenberg-Marquardt of :mod:`fitkernel` on the Poisson likelihood (photon-space
-    Jacobian folded through the response; steps capped at 3 in log space, relative convergence).
+    """The batched Levenberg-Marquardt of :mod:`fitkernel` on the Poisson likelihood
+    (:func:`_folded_model`; steps capped at 3 in log space, relative convergence).
     Returns theta, C, converged, iters, Fisher matrices and the model counts."""
-    def counts(th, rows, jac):
-        f, Jp = _jacobian_photon(model, th)
-        mu = batch.fold(f, rows) + batch.bkg[rows] + 1e-12
-        return mu, np.swapaxes(batch.fold(Jp, rows), 1, 2)     # (k, C, P)
-
     lo, hi = _bounds(model)
-    st = batched_lm(counts, theta, batch.n, lo, hi, max_iter=max_iter, tol=tol, lam0=1e-2, lam_up=4.0,
-                    lam_min=1e-7, max_step=3.0, rel_tol=True, progress=progress)
+    st = batched_lm(_folded_model(model, batch), theta, batch.n, lo, hi, max_iter=max_iter, tol=tol, lam0=1e-2,
+                    lam_up=4.0, lam_min=1e-7, max_step=3.0, rel_tol=True, progress=progress)
     return st.P, st.C, st.converged, st.n_iter, fisher(st.J, st.m), st.m
 
 

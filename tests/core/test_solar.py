@@ -210,3 +210,22 @@ def test_table_model_bilinear(tmp_path):
     assert np.allclose(t.evaluate([3.0, 2.5]), 3.0 * (1 + e[:-1]) + 2.5, rtol=1e-6)
     with pytest.raises(S.ClassXRFError, match="PARAMETERS"):
         t.evaluate([1.0])
+
+
+def test_thermal_table_matches_the_continuum_and_its_temperature_slope():
+    """The solar fit's temperature table (a spline of ln continuum in ln T) against the continuum
+    computed directly (ionisation balance, every edge) at temperatures between its nodes, and its
+    slope against a central difference of the direct continuum."""
+    from class_qgis_plugin import solar
+    E = np.linspace(1.2, 7.2, 301)
+    tab = solar.thermal_table(E)
+    T = np.exp(np.random.default_rng(5).uniform(np.log(0.8), np.log(120.0), 40))
+    direct = solar.thermal_continuum(E, T * 1e6)
+    np.testing.assert_allclose(np.exp(tab(np.log(T))), direct, rtol=1e-6)
+    h = 1e-4
+    slope = (np.log(solar.thermal_continuum(E, T * np.exp(h) * 1e6))
+             - np.log(solar.thermal_continuum(E, T * np.exp(-h) * 1e6))) / (2 * h)
+    np.testing.assert_allclose(tab(np.log(T), 1), slope, rtol=1e-5, atol=1e-4)
+    model = solar.SolarModel(E - 0.01, E + 0.01)
+    f, df = model.thermal(np.log(T[:3]))
+    np.testing.assert_allclose(f, model.continuum(T[:3]), rtol=1e-6)
