@@ -15,7 +15,6 @@ A bad file (not FITS, truncated, missing or non-numeric key, NaN corner, wrong c
 zero exposure) raises :class:`ClassXRFError` naming the file and the key.
 """
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
@@ -23,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import ClassXRFError
-from .ogip import header_float, parse_card_image, parse_utc
+from .ogip import NotSimple, fast_table, header_float, parse_utc
 
 __all__ = ["ClassFrame", "read_class_l1", "rebin_channels", "CLASS_CHANNELS", "FRAME_SECONDS"]
 
@@ -32,9 +31,6 @@ CLASS_CHANNELS = (2048, 1024)
 #: duration of one raw CLASS L1 frame
 FRAME_SECONDS = 8.0
 
-_BLOCK = 2880
-_TFORM_RE = re.compile(r"^\s*(\d*)\s*([BIJKED])\s*$")
-_DTYPES = {"B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
 _ANGLE_KEYS = ("SOLARANG", "EMISNANG", "PHASEANG")
 
 
@@ -87,85 +83,6 @@ def rebin_channels(counts, factor=2):
 # fast path: the fixed layout of the L1 products parsed from bytes
 # --------------------------------------------------------------------------------------------
 
-class _NotSimple(Exception):
-    """The file is valid FITS perhaps, but not of the simple layout: use astropy."""
-
-
-def _parse_header(buf, offset, path):
-    """Parse FITS header cards from ``offset``; return (values, comments, data offset)."""
-    values, comments = {}, {}
-    pos = offset
-    n = len(buf)
-    last_key = None
-    while True:
-        if pos + 80 > n:
-            raise ClassXRFError(path, "file is truncated inside a header (no END card)",
-                                key="END")
-        card = buf[pos:pos + 80]
-        pos += 80
-        if card[:8] == b"END     ":
-            break
-        key8 = card[:8]
-        if key8 in (b"COMMENT ", b"HISTORY ", b"        "):
-            continue
-        try:
-            text = card.decode("ascii")
-        except UnicodeDecodeError:
-            text = card.decode("latin-1")
-        if key8 == b"CONTINUE" and last_key is not None and isinstance(values.get(last_key), str) \
-                and values[last_key].endswith("&"):
-            _, more, _ = parse_card_image("X       = " + text[10:])
-            values[last_key] = values[last_key][:-1] + (more if isinstance(more, str) else "")
-            continue
-        key, value, comment = parse_card_image(text)
-        last_key = key
-        if key:
-            values[key] = value
-            comments[key] = comment
-    data_start = offset + ((pos - offset + _BLOCK - 1) // _BLOCK) * _BLOCK
-    return values, comments, data_start
-
-
-def _fast_table(path, buf):
-    """Return (header values, comments, structured array) for the simple L1 layout."""
-    if not buf.startswith(b"SIMPLE  ="):
-        raise ClassXRFError(path, "not a FITS file (it does not start with a SIMPLE card)",
-                            key="SIMPLE")
-    prim, _, pos = _parse_header(buf, 0, path)
-    if int(prim.get("NAXIS", 0) or 0) != 0:
-        raise _NotSimple()
-    hdr, comments, data_start = _parse_header(buf, pos, path)
-    if str(hdr.get("XTENSION", "")).strip() != "BINTABLE":
-        raise _NotSimple()
-    try:
-        nrow = int(hdr["NAXIS2"])
-        width = int(hdr["NAXIS1"])
-        nf = int(hdr["TFIELDS"])
-    except (KeyError, TypeError, ValueError):
-        raise _NotSimple() from None
-    if int(hdr.get("PCOUNT", 0) or 0) != 0:
-        raise _NotSimple()
-    names, formats = [], []
-    for i in range(1, nf + 1):
-        m = _TFORM_RE.match(str(hdr.get(f"TFORM{i}", "")))
-        if not m or (m.group(1) not in ("", "1")):
-            raise _NotSimple()
-        for k in (f"TSCAL{i}", f"TZERO{i}"):
-            if k in hdr and float(hdr[k]) != (1.0 if k.startswith("TSCAL") else 0.0):
-                raise _NotSimple()
-        names.append(str(hdr.get(f"TTYPE{i}", f"COL{i}")).strip().upper())
-        formats.append(_DTYPES[m.group(2)])
-    dtype = np.dtype({"names": names, "formats": formats})
-    if dtype.itemsize != width:
-        raise _NotSimple()
-    need = data_start + width * nrow
-    if len(buf) < need:
-        raise ClassXRFError(path, f"file is truncated: the table needs {need} bytes, the file "
-                            f"has {len(buf)}", key="NAXIS2")
-    table = np.frombuffer(buf, dtype=dtype, count=nrow, offset=data_start)
-    return hdr, comments, table
-
-
 def _astropy_table(path):
     """The SPECTRUM table and header through astropy (any valid layout)."""
     from .ogip import _column, open_fits, spectrum_table
@@ -201,9 +118,9 @@ def read_class_l1(path, use_fast=True):
         except OSError as exc:
             raise ClassXRFError(path, f"cannot read the file ({exc})") from None
         try:
-            hdr, comments, table = _fast_table(path, buf)
+            hdr, comments, table = fast_table(path, buf)
             cols = {n: table[n] for n in table.dtype.names}
-        except _NotSimple:
+        except NotSimple:
             hdr = None
     if hdr is None:
         hdr, comments, cols = _astropy_table(path)

@@ -46,22 +46,37 @@ def cstat(d, m):
     return 2.0 * t.sum(axis=-1)
 
 
+def _expected_c_exact(mu):
+    """E[C] of one bin for Poisson means ``mu`` (<= 20) by the sum over the counts."""
+    from scipy.special import gammaln
+    mu = np.asarray(mu, float)[None]
+    k = np.arange(105, dtype=float)[:, None]          # 20 + 12 sqrt(20) + 30: the tail is < 1e-15
+    logk = np.log(np.where(k > 0, k, 1.0))
+    pmf = np.exp(k * np.log(mu) - mu - gammaln(k + 1))
+    return (pmf * 2.0 * (mu - k + k * (logk - np.log(mu)))).sum(axis=0)
+
+
+_EC_LOG_MU = np.linspace(np.log(1e-8), np.log(20.0), 4001)
+_EC_TABLE = []
+
+
 def cstat_expected(m):
     """Expected value of C summed over the last axis for Poisson counts of means ``m`` (Kaastra 2017,
     A&A 605, A51: the goodness-of-fit reference of a C-stat fit; about one per bin at high counts,
-    less at low counts). Exact sums over the Poisson probabilities for means up to 20, the
-    expansion ``1 + 1/(6 m) + 1/(6 m^2)`` above (within 1e-4 of the sum there)."""
-    from scipy.special import gammaln
-    m = np.maximum(np.asarray(m, float), 1e-12)
+    less at low counts). Means up to 20: the exact sums over the Poisson probabilities, tabulated
+    once on 4,001 log-spaced means and interpolated (within 4e-6 relative); below 1e-8 the leading
+    terms ``2 m (m - ln m)``; above 20 the expansion ``1 + 1/(6 m) + 1/(6 m^2)`` (within 1e-4 of the
+    sum there)."""
+    if not _EC_TABLE:
+        _EC_TABLE.append(_expected_c_exact(np.exp(_EC_LOG_MU)))
+    m = np.maximum(np.asarray(m, float), 1e-300)
     flat = m.ravel()
     out = 1.0 + 1.0 / (6 * flat) + 1.0 / (6 * flat ** 2)
     small = flat <= 20.0
     if small.any():
-        mu = flat[small][None]
-        k = np.arange(105, dtype=float)[:, None]          # 20 + 12 sqrt(20) + 30: the tail is < 1e-15
-        logk = np.log(np.where(k > 0, k, 1.0))
-        pmf = np.exp(k * np.log(mu) - mu - gammaln(k + 1))
-        out[small] = (pmf * 2.0 * (mu - k + k * (logk - np.log(mu)))).sum(axis=0)
+        mu = flat[small]
+        tab = np.interp(np.log(np.maximum(mu, 1e-8)), _EC_LOG_MU, _EC_TABLE[0])
+        out[small] = np.where(mu < 1e-8, 2 * mu * (mu - np.log(mu)), tab)
     return out.reshape(m.shape).sum(axis=-1)
 
 

@@ -112,6 +112,94 @@ def parse_card_image(image):
         return key, v, comment
 
 
+_TFORM_RE = re.compile(r"^\s*(\d*)\s*([BIJKED])\s*$")
+_DTYPES = {"B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
+
+
+class NotSimple(Exception):
+    """The file is valid FITS perhaps, but not of the simple layout: use astropy."""
+
+
+def _parse_header(buf, offset, path):
+    """Parse FITS header cards from ``offset``; return (values, comments, data offset)."""
+    values, comments = {}, {}
+    pos = offset
+    n = len(buf)
+    last_key = None
+    while True:
+        if pos + 80 > n:
+            raise ClassXRFError(path, "file is truncated inside a header (no END card)",
+                                key="END")
+        card = buf[pos:pos + 80]
+        pos += 80
+        if card[:8] == b"END     ":
+            break
+        key8 = card[:8]
+        if key8 in (b"COMMENT ", b"HISTORY ", b"        "):
+            continue
+        try:
+            text = card.decode("ascii")
+        except UnicodeDecodeError:
+            text = card.decode("latin-1")
+        if key8 == b"CONTINUE" and last_key is not None and isinstance(values.get(last_key), str) \
+                and values[last_key].endswith("&"):
+            _, more, more_comment = parse_card_image("X       = " + text[10:])
+            values[last_key] = values[last_key][:-1] + (more if isinstance(more, str) else "")
+            if more_comment:           # a long string's comment rides on its CONTINUE cards
+                comments[last_key] = " ".join(c for c in (comments.get(last_key) or "", more_comment) if c)
+            continue
+        key, value, comment = parse_card_image(text)
+        last_key = key
+        if key:
+            values[key] = value
+            comments[key] = comment
+    data_start = offset + ((pos - offset + _BLOCK_BYTES - 1) // _BLOCK_BYTES) * _BLOCK_BYTES
+    return values, comments, data_start
+
+
+def fast_table(path, buf):
+    """The first table of a FITS file of the simple layout (an empty primary HDU, then a binary table
+    of scalar columns, no scaling, no heap), parsed from its bytes ``buf`` -> (header values,
+    comments, structured array). :class:`NotSimple` when the layout is another (then read it
+    with astropy). The CLASS L1 frames and the PHA files this plugin writes have this layout."""
+    if not buf.startswith(b"SIMPLE  ="):
+        raise ClassXRFError(path, "not a FITS file (it does not start with a SIMPLE card)",
+                            key="SIMPLE")
+    prim, _, pos = _parse_header(buf, 0, path)
+    if int(prim.get("NAXIS", 0) or 0) != 0:
+        raise NotSimple()
+    hdr, comments, data_start = _parse_header(buf, pos, path)
+    if str(hdr.get("XTENSION", "")).strip() != "BINTABLE":
+        raise NotSimple()
+    try:
+        nrow = int(hdr["NAXIS2"])
+        width = int(hdr["NAXIS1"])
+        nf = int(hdr["TFIELDS"])
+    except (KeyError, TypeError, ValueError):
+        raise NotSimple() from None
+    if int(hdr.get("PCOUNT", 0) or 0) != 0:
+        raise NotSimple()
+    names, formats = [], []
+    for i in range(1, nf + 1):
+        m = _TFORM_RE.match(str(hdr.get(f"TFORM{i}", "")))
+        if not m or (m.group(1) not in ("", "1")):
+            raise NotSimple()
+        for k in (f"TSCAL{i}", f"TZERO{i}"):
+            if k in hdr and float(hdr[k]) != (1.0 if k.startswith("TSCAL") else 0.0):
+                raise NotSimple()
+        names.append(str(hdr.get(f"TTYPE{i}", f"COL{i}")).strip().upper())
+        formats.append(_DTYPES[m.group(2)])
+    dtype = np.dtype({"names": names, "formats": formats})
+    if dtype.itemsize != width:
+        raise NotSimple()
+    need = data_start + width * nrow
+    if len(buf) < need:
+        raise ClassXRFError(path, f"file is truncated: the table needs {need} bytes, the file "
+                            f"has {len(buf)}", key="NAXIS2")
+    table = np.frombuffer(buf, dtype=dtype, count=nrow, offset=data_start)
+    return hdr, comments, table
+
+
 def header_to_dict(header):
     """A plain ``dict`` of an astropy header's keyword values (no COMMENT/HISTORY/structure).
 
@@ -491,15 +579,50 @@ def _pha_from_arrays(path, header, comments, channel, counts, rate, exposure, st
                tlmin=tlmin)
 
 
+class _Table:
+    """A structured array seen as the readers see an astropy table (``columns.names``, ``[name]``)."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self.columns = type("Columns", (), {"names": list(arr.dtype.names)})()
+
+    def __getitem__(self, name):
+        return self.arr[name]
+
+
+def _fast_spectrum(path):
+    """``(header, comments, data, key, values)`` of a type I PHA file of the simple layout
+    (:func:`fast_table`) whose first table is the spectrum, else None (astropy reads it)."""
+    try:
+        with open(path, "rb") as fh:
+            buf = fh.read()
+        hdr, comments, arr = fast_table(path, buf)
+    except (OSError, NotSimple, ClassXRFError):
+        return None
+    ext = str(hdr.get("EXTNAME", "")).strip().upper()
+    if ext != "SPECTRUM" and str(hdr.get("HDUCLAS1", "")).strip().upper() != "SPECTRUM":
+        return None
+    names = {n.upper() for n in arr.dtype.names}
+    key = "COUNTS" if "COUNTS" in names else "RATE" if "RATE" in names else None
+    if key is None:
+        return None
+    data = _Table(arr)
+    hdr = {k: v.rstrip() if isinstance(v, str) else v for k, v in hdr.items()}
+    return hdr, comments, data, key, _column(data, key, path)
+
+
 def read_pha(path):
     """Read an OGIP type I PHA file (``SPECTRUM`` extension) into a :class:`PHA`.
 
     Counts come from ``COUNTS`` or from ``RATE`` x ``EXPOSURE``. A type II file raises an error
-    pointing to :func:`read_pha_typeii`.
+    pointing to :func:`read_pha_typeii`. A file of the simple layout (the co-added spectra this
+    plugin writes) is parsed from its bytes (:func:`fast_table`, ~20x astropy's time per file);
+    any other through astropy, with the same result.
     """
-    hdul = open_fits(path)
+    fast = _fast_spectrum(os.fspath(path)) if os.path.isfile(os.fspath(path)) else None
+    hdul = None if fast is not None else open_fits(path)
     try:
-        header, comments, data, key, values = spectrum_table(hdul, path)
+        header, comments, data, key, values = fast if fast is not None else spectrum_table(hdul, path)
         if values.ndim > 1 or str(header.get("HDUCLAS4", "")).strip().upper() == "TYPE:II":
             raise ClassXRFError(path, "is a type II PHA file (one spectrum per row); "
                                 "use read_pha_typeii", key=key)
@@ -516,7 +639,8 @@ def read_pha(path):
             _scalar_or_column(data, header, "AREASCAL", path, default=1.0),
             _tlmin_of(header, data, "CHANNEL"))
     finally:
-        hdul.close()
+        if hdul is not None:
+            hdul.close()
 
 
 def read_pha_typeii(path):

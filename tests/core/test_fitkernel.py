@@ -82,3 +82,16 @@ def test_map_chunks_keeps_order_and_honours_a_cancel():
     with pytest.raises(Cancelled):
         map_chunks(slow, 200, progress=p, threads=2)
     assert len(ran) < 50           # the chunks not started when the cancel came are not run
+
+
+def test_expected_c_table_equals_the_poisson_sum():
+    """The tabulated E[C] per bin against the sum over scipy's Poisson probabilities, from 1e-6 to 25."""
+    from scipy import stats
+    mu = np.array([1e-6, 3e-4, 0.02, 0.37, 1.0, 2.5, 7.7, 19.9, 25.0])
+    k = np.arange(0, 200)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(k > 0, 2 * (mu - k + k * np.log(k / mu)), 2 * mu)
+    want = (stats.poisson.pmf(k, mu) * term).sum(axis=0)
+    got = np.array([K.cstat_expected(np.array([x])) for x in mu])
+    np.testing.assert_allclose(got[:-1], want[:-1], rtol=1e-5)      # the table
+    np.testing.assert_allclose(got[-1], want[-1], rtol=1e-4)        # the expansion above 20
