@@ -151,6 +151,7 @@ def main():
         sim = ForwardModel(rmf, arf, energy, flare_spectrum(energy, t_mk, goes))       # the truth: 0.01 keV grid
         t0 = time.perf_counter()
         fm = ForwardModel(rmf, arf, energy, flare_spectrum(energy, t_mk, goes), grid_step_keV=inversion_grid(4.2))
+        fm.compute_dtype = np.float32     # as invert_observations builds it
         t_setup = time.perf_counter() - t0
         truth, inc, emi, data, bg = draw(sim, bkg_rate, args.n, rng)
         t0 = time.perf_counter()
@@ -174,6 +175,7 @@ def main():
     T = rng.uniform(10, 14, args.n)
     own = np.stack([flare_spectrum(energy, t, 2e-6 * f) for t, f in zip(T, rng.uniform(0.5, 2, args.n))])
     fm_own = ForwardModel(rmf, arf, energy, own, grid_step_keV=inversion_grid(4.2))
+    fm_own.compute_dtype = np.float32
     truth_o, inc_o, emi_o, data_o, bg_o = draw(ForwardModel(rmf, arf, energy, own), bkg_rate, args.n, rng)
     t0 = time.perf_counter()
     r_own = invert_spectra(fm_own, data_o, bg_o, inc_o, emi_o, 96.0)

@@ -375,6 +375,10 @@ class ForwardModel:
         self._el_onehot[np.arange(ad.n_lines), ad.line_element] = 1.0
         self._line_resp = None
         self._scatter_resp = None
+        #: float type of the line terms' (spectra, lines, energies) arrays: float64, or float32 where a fit
+        #: wants speed (the inversion: its statistic needs far less than float32's 1e-7)
+        self.compute_dtype = np.float64
+        self._casts = {}
 
     # --- response pieces (cached) ---
     @property
@@ -450,15 +454,17 @@ class ForwardModel:
         ad = self.atomic
         sec = self.secondary if secondary is None else secondary
         sl = slice(None) if sl is None else sl
-        a = 1.0 / cos_i
-        b = 1.0 / cos_e
-        I0dE = I0[:, sl] * self.de[sl]
-        mu_tot = ad.mu_total[:, sl]
+        ft = self.compute_dtype
+        a = (1.0 / cos_i).astype(ft)
+        b = (1.0 / cos_e).astype(ft)
+        W = np.asarray(W, ft)
+        I0dE = (I0[:, sl] * self.de[sl]).astype(ft, copy=False)
+        mu_tot = self._cast("mu_total", sl)
         mu = W @ mu_tot                             # (n, nE)
-        mu_l = W @ ad.mu_at_lines                   # (n, nL)
+        mu_l = W @ self._cast("mu_at_lines")        # (n, nL)
         D = a[:, None, None] * mu[:, None, :] + (b[:, None] * mu_l)[:, :, None]
         invD = 1.0 / D                              # (n, nL, nE)
-        G = I0dE[:, None, :] * ad.line_xs[None, :, sl]  # (n, nL, nE)
+        G = I0dE[:, None, :] * self._cast("line_xs", sl)[None]  # (n, nL, nE)
         GinvD = G * invD
         C = GinvD.sum(axis=-1)                      # (n, nL)
         w_l = W[:, ad.line_element]                 # (n, nL)
@@ -475,7 +481,7 @@ class ForwardModel:
             bmu = b[:, None] * mu_l                 # (n, nL): b mu(E_l)
             Bm = np.log1p(bmu[:, :, None] / mu_l[:, None, :]) / bmu[:, :, None]  # (n, l, k)
             coef = 0.5 * (np.swapaxes(T1, 1, 2) + Bm * np.swapaxes(T2, 1, 2))    # (n, l, k)
-            c_lk = coef * ad.line_xs_at_lines[None]  # tau_l(E_k)
+            c_lk = coef * self._cast("line_xs_at_lines")[None]  # tau_l(E_k)
             s_lk = c_lk * w_l[:, :, None] * w_l[:, None, :]
             secondary_l = s_lk.sum(axis=2) * scale[:, None]
             out["secondary"] = secondary_l
@@ -486,46 +492,66 @@ class ForwardModel:
             H = GinvD * invD                        # G / D^2
             Hm = H @ mu_tot.T                       # (n, nL, 8): sum_E H mu_m(E)
             Hs = H.sum(axis=-1)                     # (n, nL)
-            dC = -(a[:, None, None] * Hm + (b[:, None] * Hs)[:, :, None] * ad.mu_at_lines.T[None])
-            d = self._el_onehot[None] * C[:, :, None] + w_l[:, :, None] * dC
+            dC = -(a[:, None, None] * Hm + (b[:, None] * Hs)[:, :, None] * self._cast("mu_at_lines").T[None])
+            onehot = self._el_onehot.astype(ft)
+            d = onehot[None] * C[:, :, None] + w_l[:, :, None] * dC
             if c_lk is not None:
                 # d/dW_m sum_k w_l w_k c_lk = onehot(l,m) sum_k w_k c_lk + w_l sum_k c_lk onehot(k,m)
-                d = d + self._el_onehot[None] * (c_lk * w_l[:, None, :]).sum(axis=2)[:, :, None]
-                d = d + w_l[:, :, None] * (c_lk @ self._el_onehot)
-            out["d_lines"] = d * scale[:, None, None]
+                d = d + onehot[None] * (c_lk * w_l[:, None, :]).sum(axis=2)[:, :, None]
+                d = d + w_l[:, :, None] * (c_lk @ onehot)
+            out["d_lines"] = (d * scale[:, None, None]).astype(np.float64)
+        out["primary"] = out["primary"].astype(np.float64)
+        out["secondary"] = out["secondary"].astype(np.float64)
         return out
+
+    def _cast(self, name, sl=slice(None)):
+        """The atomic table ``name`` (its energy columns ``sl``) in :attr:`compute_dtype`, cast once."""
+        key = (name, sl.start, sl.stop, np.dtype(self.compute_dtype).str)
+        hit = self._casts.get(key)
+        if hit is None:
+            v = getattr(self.atomic, name)
+            hit = np.ascontiguousarray((v[:, sl] if name in ("mu_total", "line_xs") else v), dtype=self.compute_dtype)
+            self._casts[key] = hit
+        return hit
 
     def scatter_dcs(self, theta_deg):
         return self.atomic.scatter_dcs(theta_deg)
 
-    def scatter_photons(self, W, cos_i, cos_e, I0, theta_deg, dcs=None):
-        """Scattered photons per integration bin seen by the detector (n, nE), photons cm^-2 s^-1
-        sr^-1 per bin (radiance / cos e), Rayleigh at E plus Compton moved to E'."""
-        ad = self.atomic
-        ray, com = dcs if dcs is not None else ad.scatter_dcs(theta_deg)
-        a = 1.0 / cos_i
-        b = 1.0 / cos_e
-        I0dE = I0 * self.de
-        mu = W @ ad.mu_total
-        sr = np.einsum("nj,nje->ne", W, ray)
-        sc = np.einsum("nj,nje->ne", W, com)
-        rayl = I0dE * sr / ((a + b)[:, None] * mu)
-        # Compton: outgoing energy E', attenuation at E' on the way out
+    def compton_bins(self, theta_deg):
+        """Where Compton photons of each grid energy land at scattering angles ``theta_deg`` (n,):
+        the grid index ``j`` (n, nE) below E' and the share ``f`` going to ``j + 1``."""
         eprime = compton_energy(self.energy[None, :], np.asarray(theta_deg, float)[:, None])
         x = self.energy
         j = np.clip(np.searchsorted(x, eprime) - 1, 0, x.size - 2)
         f = np.clip((eprime - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)
+        return j, f.astype(self.compute_dtype)
+
+    def scatter_photons(self, W, cos_i, cos_e, I0, theta_deg, dcs=None, bins=None):
+        """Scattered photons per integration bin seen by the detector (n, nE), photons cm^-2 s^-1
+        sr^-1 per bin (radiance / cos e), Rayleigh at E plus Compton moved to E'. ``dcs`` and
+        ``bins`` (:meth:`compton_bins`) may be given when the angles stay fixed over many calls."""
+        ad = self.atomic
+        ray, com = dcs if dcs is not None else ad.scatter_dcs(theta_deg)
+        ft = self.compute_dtype
+        a = (1.0 / cos_i).astype(ft)
+        b = (1.0 / cos_e).astype(ft)
+        W = np.asarray(W, ft)
+        I0dE = (I0 * self.de).astype(ft, copy=False)
+        mu = W @ self._cast("mu_total")
+        sr = np.einsum("nj,nje->ne", W, ray)
+        sc = np.einsum("nj,nje->ne", W, com)
+        rayl = I0dE * sr / ((a + b)[:, None] * mu)
+        # Compton: outgoing energy E', attenuation at E' on the way out
+        j, f = bins if bins is not None else self.compton_bins(theta_deg)
         rows = np.arange(W.shape[0])[:, None]
         mu_out = (1.0 - f) * mu[rows, j] + f * mu[rows, j + 1]
         comp = I0dE * sc / (a[:, None] * mu + b[:, None] * mu_out)
         # deposit Compton photons at E' (linear sharing between neighbouring bin centres)
-        out = rayl.copy()
-        n, ne = out.shape
-        flat = out.reshape(-1)
-        base = (rows * ne)
-        np.add.at(flat, (base + j).ravel(), ((1.0 - f) * comp).ravel())
-        np.add.at(flat, (base + j + 1).ravel(), (f * comp).ravel())
-        return out * b[:, None]
+        n, ne = rayl.shape
+        idx = (rows * ne + j).ravel()
+        dep = np.bincount(idx, ((1.0 - f) * comp).ravel(), minlength=n * ne) \
+            + np.bincount(idx + 1, (f * comp).ravel(), minlength=n * ne)
+        return ((rayl + dep.reshape(n, ne)) * b[:, None]).astype(np.float64)
 
     def geometry(self, n, incidence_deg, emission_deg, phase_deg=None):
         """cos i, cos e and the scattering angle (180 - phase) for n spectra. The phase angle

@@ -225,7 +225,8 @@ class _Batch:
         self.k = expo * fm.solid_angle_sr * fm.norm
         self.fitmask = fitmask
         self.slope, self.offset = np.asarray(slope, float), np.asarray(offset, float)
-        self.dcs = fm.atomic.scatter_dcs(theta)
+        self.dcs = tuple(x.astype(fm.compute_dtype) for x in fm.atomic.scatter_dcs(theta))
+        self.bins = fm.compton_bins(theta)
         self.sl = fm.line_slice(I0)
         self._shared = {}
 
@@ -255,7 +256,8 @@ class _Batch:
         k = self.k[rows]
         L = (lt["primary"] + lt["secondary"]) * k[:, None]
         sc = fm.scatter_photons(W, self.cos_i[rows], self.cos_e[rows], self.I0[rows], self.theta[rows],
-                                dcs=(self.dcs[0][rows], self.dcs[1][rows])) * k[:, None]
+                                dcs=(self.dcs[0][rows], self.dcs[1][rows]),
+                                bins=(self.bins[0][rows], self.bins[1][rows])) * k[:, None]
         gain_grad = slope is not None and jacobian
         sl_, off_ = (self.slope[rows], self.offset[rows]) if slope is None else (slope, offset)
         out = {}
@@ -894,6 +896,7 @@ def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.g
         phase = np.where(np.isfinite(phase), phase, np.abs(inc - emi))
     fm = ForwardModel(rmf, arf, e, flux, gain_slope=gain_slope, gain_offset=gain_offset,
                       grid_step_keV=inversion_grid(e_range[1]))
+    fm.compute_dtype = np.float32       # the line and scatter terms: the statistic needs far less than 1e-7
     res = invert_spectra(fm, counts, bk, inc, emi, expo, phase_deg=phase, e_range=e_range, oxygen=oxygen,
                          fit_norm=fit_norm, gain_fit=gain_fit, background_variance=bk_var, bad_rows=bad_rows,
                          progress=subrange(p, 0.15, 0.95), **fit_kw)
