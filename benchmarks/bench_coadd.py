@@ -89,6 +89,44 @@ def astropy_loop(folder, out_dir, window=12, stride=1, tol=0.5):
     return n
 
 
+def limits(inp, tmp, n_files, repeats):
+    """Where the co-add's time goes, files/s of each step alone (median of the repeats): the bytes read
+    (the files are in the page cache: this is not the disk), each file parsed (read_class_l1), the
+    co-add with windows that do not overlap (stride 12: one spectrum per 12 files, the archive's
+    case), and with stride 1 (a spectrum per file)."""
+    from class_qgis_plugin.class_l1 import read_class_l1
+    files = sorted(glob.glob(os.path.join(inp, "*.fits")))
+    steps = {}
+
+    def read_bytes():
+        for p in files:
+            with open(p, "rb") as fh:
+                fh.read()
+
+    def parse():
+        for p in files:
+            read_class_l1(p)
+
+    def coadd(stride):
+        out = os.path.join(tmp, f"lim{stride}")
+        os.makedirs(out)
+        coadd_folder(inp, out, strategy="sliding", window=12, stride=stride)
+        shutil.rmtree(out)
+
+    for name, fn in (("read the bytes", read_bytes), ("parse each file (read_class_l1)", parse),
+                     ("co-add, stride 12 (a spectrum per 12 files)", lambda: coadd(12)),
+                     ("co-add, stride 1 (a spectrum per file)", lambda: coadd(1))):
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        steps[name] = n_files / statistics.median(ts)
+    print("what limits it (files/s of each step alone, page cache):")
+    for name, rate in steps.items():
+        print(f"  {name:45s} {rate:9.0f} files/s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=100)
@@ -120,6 +158,7 @@ def main():
         print(f"class_qgis_plugin.coadd : median {mo:.3f} s  -> {n_files / mo:8.0f} files/s")
         print(f"astropy file-by-file    : median {mb:.3f} s  -> {n_files / mb:8.0f} files/s")
         print(f"speed-up (median ratio) : {mb / mo:.1f}x")
+        limits(inp, tmp, n_files, args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

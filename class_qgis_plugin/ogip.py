@@ -52,6 +52,14 @@ _STRUCTURAL = re.compile(
     r"CHECKSUM|DATASUM)$")
 
 
+_FITS_STRING = re.compile(r"'((?:[^']|'')*)'?")
+
+
+#: parsed cards by their 80 bytes: the frames of an archive repeat most of their cards (columns,
+#: instrument keys), so each distinct card is parsed once (values are immutable: str, int, float, bool)
+_CARDS = {}
+
+
 def parse_card_image(image):
     """Parse one raw 80-character FITS card image into ``(key, value, comment)``.
 
@@ -73,21 +81,10 @@ def parse_card_image(image):
         rest = image[10:]
     rest = rest.strip()
     if rest.startswith("'"):
-        # FITS string: '' escapes a quote; ends at the first lone quote
-        out = []
-        i = 1
-        while i < len(rest):
-            c = rest[i]
-            if c == "'":
-                if i + 1 < len(rest) and rest[i + 1] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                break
-            out.append(c)
-            i += 1
-        value = "".join(out).rstrip()
-        tail = rest[i + 1:]
+        # FITS string: '' escapes a quote; ends at the first lone quote (or the card's end)
+        m = _FITS_STRING.match(rest)
+        value = m.group(1).replace("''", "'").rstrip()
+        tail = rest[m.end():]
         comment = tail.split("/", 1)[1].strip() if "/" in tail else ""
         return key, value, comment
     if "/" in rest:
@@ -120,6 +117,13 @@ class NotSimple(Exception):
     """The file is valid FITS perhaps, but not of the simple layout: use astropy."""
 
 
+def _card_text(card):
+    try:
+        return card.decode("ascii")
+    except UnicodeDecodeError:
+        return card.decode("latin-1")
+
+
 def _parse_header(buf, offset, path):
     """Parse FITS header cards from ``offset``; return (values, comments, data offset)."""
     values, comments = {}, {}
@@ -137,18 +141,20 @@ def _parse_header(buf, offset, path):
         key8 = card[:8]
         if key8 in (b"COMMENT ", b"HISTORY ", b"        "):
             continue
-        try:
-            text = card.decode("ascii")
-        except UnicodeDecodeError:
-            text = card.decode("latin-1")
         if key8 == b"CONTINUE" and last_key is not None and isinstance(values.get(last_key), str) \
                 and values[last_key].endswith("&"):
-            _, more, more_comment = parse_card_image("X       = " + text[10:])
+            _, more, more_comment = parse_card_image("X       = " + _card_text(card)[10:])
             values[last_key] = values[last_key][:-1] + (more if isinstance(more, str) else "")
             if more_comment:           # a long string's comment rides on its CONTINUE cards
                 comments[last_key] = " ".join(c for c in (comments.get(last_key) or "", more_comment) if c)
             continue
-        key, value, comment = parse_card_image(text)
+        hit = _CARDS.get(card)
+        if hit is None:
+            hit = parse_card_image(_card_text(card))
+            if len(_CARDS) >= 8192:
+                _CARDS.clear()
+            _CARDS[card] = hit
+        key, value, comment = hit
         last_key = key
         if key:
             values[key] = value
@@ -308,7 +314,7 @@ def parse_utc(value, path=None, key=None):
     if m:
         frac = (m.group(2) or ".0")[1:]
         us = int(round(float("0." + frac) * 1e6))
-        base = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
+        base = datetime.fromisoformat(m.group(1))          # the same as strptime's "%Y-%m-%dT%H:%M:%S", 10x faster
         if us >= 1000000:  # rounding 0.9999997 s
             from datetime import timedelta
             base = base + timedelta(seconds=1)
@@ -742,6 +748,9 @@ def _long_string_cards(key, value, comment):
     return "".join(cards)
 
 
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
 def _card(key, value, comment=""):
     """One 80-character FITS card image (several, with CONTINUE cards of the OGIP long-string
     convention, for a string longer than 68 characters)."""
@@ -752,7 +761,7 @@ def _card(key, value, comment=""):
     else:
         text = key.ljust(8) + "= " + _fmt_value(value)
     if comment:
-        text += " / " + "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in str(comment))
+        text += " / " + _NOT_PRINTABLE.sub("?", str(comment))
     return text[:80].ljust(80)
 
 
