@@ -22,6 +22,9 @@ Run:  .venv/bin/python benchmarks/bench_archive_estimate.py [--runs 3] [--baseli
 * Small linear systems (the fit's Levenberg-Marquardt steps): the batched Cholesky of
   :func:`fitkernel.spd_solve` against ``numpy.linalg.solve`` (LAPACK), ms per batch.
 
+* ``--memory N``: the peak memory (and rate) of inverting N spectra (the day's tiled), streamed in
+  blocks of 4,096 (:data:`invert.STREAM_BLOCK`) and in one block, each in its own process.
+
 Super-resolution is not timed here (minutes per region: ``benchmarks/bench_superres.py``).
 """
 import argparse
@@ -87,6 +90,44 @@ def child(root, sim, work):
     return out
 
 
+def memory_child(sim, layer, n, block):
+    """Invert ``n`` rows (the day's layer tiled) in blocks of ``block`` (0: one block) -> seconds, peak MB."""
+    sys.path.insert(0, str(ROOT))
+    from class_qgis_plugin import obslayer
+    from class_qgis_plugin.invert import invert_observations
+    _, attrs = obslayer.read(layer, "invert")
+    rows = np.arange(n) % len(attrs["pha_path"])
+    tiled = {k: np.asarray(v)[rows] for k, v in attrs.items()}
+    tiled["obs_id"] = np.arange(1, n + 1)
+    t0 = time.perf_counter()
+    cols, _ = invert_observations(tiled, sim["rmf"], sim["arf"], sim["background"], fit_norm=False,
+                                  base=os.path.dirname(layer), block=block or None)
+    return dict(seconds=time.perf_counter() - t0, n=n, fitted=int((cols["fit_flag"] == 0).sum()),
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def memory(tmp, sim, n):
+    """Peak memory of inverting ``n`` spectra streamed in blocks against all in one block (children)."""
+    sys.path.insert(0, str(ROOT))
+    from class_qgis_plugin import tasks
+    work = tmp / "memory"
+    tasks.run("coadd", dict(inputs=[sim["frames"]], out_folder=work / "coadded", out_layer=work / "obs.gpkg",
+                            window=12, stride=12, rmf=sim["rmf"], arf=sim["arf"], background=sim["background"]))
+    tasks.run("solarfit", dict(layer=work / "obs.gpkg", xsm=sim["xsm"], out_folder=work / "solar",
+                               out_layer=work / "obs_solar.gpkg"))
+    print(f"\nMemory: {n} 96-s spectra (the day's 130 tiled), each with its solar spectrum, invert_observations:")
+    for block in (4096, 0):
+        p = subprocess.run([sys.executable, __file__, "--memory-child", str(tmp / "sim.json"),
+                            str(work / "obs_solar.gpkg"), str(n), str(block)], capture_output=True, text=True)
+        line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+        if not line:
+            print(f"  block {block or 'all'}: failed {p.stderr[-1500:]}")
+            continue
+        r = json.loads(line[0][7:])
+        print(f"  {'blocks of ' + str(block) if block else 'one block':>16}: {r['n'] / r['seconds']:7.1f} spectra/s, "
+              f"{r['fitted']} fitted, peak memory {r['peak_rss_mb']:7.0f} MB")
+
+
 def grid_accuracy():
     """Relative summed |counts difference| in 0.9-4.2 keV of the inversion grid and of a uniform
     0.05 keV grid against the 0.01 keV grid, for B, C and M flare continua."""
@@ -145,8 +186,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baseline", default="b3bf64d", help="git revision to compare with ('' for none)")
+    ap.add_argument("--memory", type=int, default=0, help="also measure the peak memory of inverting this many "
+                    "spectra, streamed in blocks and in one block (10^5: several minutes)")
     ap.add_argument("--child", nargs=3, metavar=("ROOT", "SIM_JSON", "WORK"), help=argparse.SUPPRESS)
+    ap.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_child:
+        sim_json, layer, n, block = args.memory_child
+        print("RESULT " + json.dumps(memory_child(json.loads(Path(sim_json).read_text()), layer, int(n), int(block))))
+        return
     if args.child:
         root, sim_json, work = args.child
         print("RESULT " + json.dumps(child(root, json.loads(Path(sim_json).read_text()), work)))
@@ -217,6 +265,8 @@ def main():
         print("\nSmall linear systems (the fits' steps), ms per batch: batched Cholesky vs numpy.linalg.solve")
         for n, p, tc, tl in solve_timing():
             print(f"  {n} systems of {p}: cholesky {tc:.3f}, lapack {tl:.3f}")
+        if args.memory:
+            memory(tmp, json.loads((tmp / "sim.json").read_text()), args.memory)
     finally:
         if base_root is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_root)],

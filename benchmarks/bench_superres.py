@@ -12,6 +12,9 @@ held-out pixel shares a track, or a co-added footprint, with a training pixel. E
 the draws (one draw is at the mercy of which blocks it holds out; Na's whole signal is a few
 hundredths of a wt%).
 
+``--real-strips``: the simulated frames are 31 x 31 km, advancing 13.3 km (12-frame co-added strips of
+177 x 31 km, the geometry of the real CLASS footprints, on which training is slowest).
+
 ``--synthetic``: the benchmark's own synthetic field
 (:func:`class_qgis_plugin.superres.baselines.synthetic_region`), 20 % of the track pixels held out in
 ``--block`` x ``--block`` pixel blocks.
@@ -75,18 +78,22 @@ def synthetic_files(tmp, region, seed):
 SIM_REGION = (3, 4)     # the region the simulator writes by default
 
 
-def simulated_files(work, tracks, seed):
+#: frames whose co-added 12-frame strips are 177 x 31 km, the real CLASS footprints' geometry
+REAL_STRIPS = dict(frame_across_km=31.0, frame_along_km=31.0, frame_step_km=(177.0 - 31.0) / 11.0)
+
+
+def simulated_files(work, tracks, seed, frames=None):
     """Run (or reuse) the demo chain into ``work``; returns (gib, albedo path, truth (rows, cols, 8))."""
     work = os.path.abspath(work)
     gib = str(gib_mod.region_path(os.path.join(work, "gib"), *SIM_REGION))
     albedo = os.path.join(work, "simulated", "albedo.tif")
     truth_tif = os.path.join(work, "simulated", "truth_abundance.tif")
     stamp = os.path.join(work, "bench_superres_demo.txt")
-    want = f"seed={seed} tracks={tracks}"
+    want = f"seed={seed} tracks={tracks} frames={frames}"
     if not (os.path.isfile(stamp) and open(stamp).read() == want and os.path.isfile(gib)):
         from class_qgis_plugin.cli import run_demo
         t0 = time.perf_counter()
-        r = run_demo(work, seed=seed, tracks=tracks, progress=False)
+        r = run_demo(work, seed=seed, tracks=tracks, progress=False, frames=frames)
         albedo, truth_tif = str(r["simulation"]["albedo"]), str(r["simulation"]["truth"])
         skips = {e: n for e, n in r["gib"]["element_skips"].items() if n}
         print(f"# run_demo: {tracks} tracks, {r['n_spectra']} co-added spectra in {time.perf_counter() - t0:.1f} s; "
@@ -163,7 +170,9 @@ def evaluate_split(args, extra, tmp, gib, albedo, region, truth, target, err, tr
         timings[name] = (dt, peak_mb(), curve[-1]["loss"], curve[-1].get("train_seconds", float("nan")))
         if "net_kept" in curve[-1]:
             notes.append(f"{name}: drift {curve[-1]['drift']}; network kept per element {curve[-1]['net_kept']}; "
-                         f"validation RMSE drift+RK / drift+net+RK {curve[-1]['net_validation_rmse']}")
+                         f"validation RMSE drift+RK / drift+net+RK {curve[-1]['net_validation_rmse']}"
+                         + (f"; gate probe: {curve[-1]['gate_probe']}" if "gate_probe" in curve[-1] else "")
+                         + f"; {max(r['sweep'] for r in curve)} sweeps trained")
 
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     ql, qo = la[ok_test], lo[ok_test]
@@ -266,6 +275,8 @@ def main():
                     help="observations in every kriging system, the hybrid's residual kriging included "
                          "(a seeded subset beyond; the simulated region's training sets have about 2,400)")
     ap.add_argument("--ablation", action="store_true", help="also train without the residual kriging")
+    ap.add_argument("--real-strips", action="store_true",
+                    help="simulate frames whose co-added strips are 177 x 31 km, the real CLASS footprints")
     ap.add_argument("--setting", action="append", default=[], help="extra setting NAME=VALUE (python literal)")
     args = ap.parse_args()
 
@@ -294,7 +305,8 @@ def main():
     else:
         region = SIM_REGION
         lat, lon = geo.region_grid(*region)
-        gib, albedo, truth = simulated_files(args.work, args.tracks, args.seed)
+        gib, albedo, truth = simulated_files(args.work, args.tracks, args.seed,
+                                             REAL_STRIPS if args.real_strips else None)
         target, err, nobs, _ = gib_mod.read_gib(gib)
         track = np.isfinite(nobs) & (nobs > 0) & np.any(np.isfinite(target), axis=-1)
         tr = pixel_tracks(args.work, lat, lon, track)

@@ -72,14 +72,16 @@ def _print_summary(stage, r):
 
 
 def run_demo(out, seed=42, tracks=24, window=CoaddParams.window, stride=12, progress=True, fit_norm=False,
-             superres=False):
+             superres=False, frames=None):
     """Simulate -> co-add -> solar fit -> invert -> populate on the embedded default, each by its
     stage (:func:`tasks.run`); returns the error table and the outputs (dict).
 
     ``stride=12``: windows that do not overlap (every frame in one spectrum). ``fit_norm=False``:
     the simulated instrument's absolute calibration is exact, so the demo keeps the fluorescence
     normalisation fixed (real data need it fitted: the inversion's default). ``superres``: also
-    super-resolve the region (minutes on a laptop CPU) and compare the map with the truth raster."""
+    super-resolve the region (minutes on a laptop CPU) and compare the map with the truth raster.
+    ``frames``: the simulated frames' geometry (``frame_across_km``, ``frame_along_km``,
+    ``frame_step_km`` of :class:`specs.SimulateParams`)."""
     from . import composition, evaluate, geo, obslayer, tasks
 
     out = Path(out)
@@ -92,7 +94,7 @@ def run_demo(out, seed=42, tracks=24, window=CoaddParams.window, stride=12, prog
         times[name] = time.perf_counter() - t0
         return r
 
-    sim = stage("simulate", folder=out / "simulated", seed=seed, tracks=tracks)
+    sim = stage("simulate", folder=out / "simulated", seed=seed, tracks=tracks, **(frames or {}))
     stage("coadd", inputs=[sim["frames"]], out_folder=out / "coadded", out_layer=out / "observations.gpkg",
           window=window, stride=stride, rmf=sim["rmf"], arf=sim["arf"], background=sim["background"])
     sol = stage("solarfit", layer=out / "observations.gpkg", xsm=sim["xsm"], out_folder=out / "solar",

@@ -55,7 +55,7 @@ width. A flagged element is NaN (NULL in the layer); its prior-dominated estimat
 measurement, is kept apart (``wt_prior``, columns ``X_prior``).
 """
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -128,6 +128,8 @@ GAIN_BOUNDS = ((0.95, 1.05), (-0.1, 0.1))
 #: elements are NULL: XSPEC's ``error`` command refuses to compute errors above a reduced
 #: chi-square of 2 (its ``maximum`` default)
 MAX_REDCHI = 2.0
+#: rows of an observation layer read and inverted together (the memory of one block: ~60 KB a spectrum)
+STREAM_BLOCK = 4096
 
 
 def inversion_grid(e_max_keV):
@@ -182,6 +184,23 @@ class InversionResult:
     fit_channels: np.ndarray
     channel_energy: tuple
     notes: list = field(default_factory=list)
+
+    @classmethod
+    def concatenate(cls, parts):
+        """One result of the results of consecutive blocks of rows (notes without repeats)."""
+        first = parts[0]
+        out = {}
+        for f in fields(cls):
+            vals = [getattr(r, f.name) for r in parts]
+            if f.name in ("fit_channels", "channel_energy"):
+                out[f.name] = vals[0]
+            elif f.name == "notes":
+                out[f.name] = list(dict.fromkeys(x for v in vals for x in v))
+            elif isinstance(getattr(first, f.name), list):
+                out[f.name] = [x for v in vals for x in v]
+            else:
+                out[f.name] = np.concatenate(vals, axis=0)
+        return cls(**out)
 
     def columns(self):
         """The observation-layer columns the inversion adds (dict name -> array)."""
@@ -828,7 +847,7 @@ def _solar_rows(paths, progress):
 def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.gain_slope,
                         gain_offset=_P.gain_offset, e_range=(_P.e_min, _P.e_max), oxygen=_P.oxygen,
                         fit_norm=_P.fit_norm, gain_fit=_P.gain_fit, plot_dir=None, progress=None, place=None,
-                        base=None, source=None, **fit_kw):
+                        base=None, source=None, block=STREAM_BLOCK, **fit_kw):
     """Invert every spectrum of an observation layer's rows (the co-add output, with the solar fit's columns).
 
     ``attrs``: the layer's columns (:func:`obslayer.read` for the invert stage): ``pha_path``,
@@ -844,7 +863,9 @@ def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.g
     and the :class:`InversionResult`. With ``plot_dir`` a fit plot ``fit_<obs_id>.png`` is written
     per spectrum (at ``place(path)`` when given: a :class:`transact.Transaction`'s staging path). A
     row whose spectrum cannot be read is flagged (1, the file and the problem in its note, named by
-    its obs_id) and the others are inverted.
+    its obs_id) and the others are inverted. The rows stream through in blocks of ``block`` (read,
+    inverted, their results kept: the same results as one block to rounding, each spectrum being
+    fitted alone), except with a gain shared by all spectra, which needs them together.
     """
     from . import obslayer, ogip
     from .fpmodel import ForwardModel
@@ -854,6 +875,18 @@ def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.g
     rmf = rmf if hasattr(rmf, "matrix") else ogip.read_rmf(_resolve(rmf, base))
     arf = arf if (arf is None or hasattr(arf, "specresp")) else ogip.read_arf(_resolve(arf, base))
     bkg = background if hasattr(background, "counts") else ogip.read_pha(_resolve(background, base))
+    if block and n > block and gain_fit != "shared":
+        parts = []
+        for b0 in range(0, n, block):
+            rows = slice(b0, min(n, b0 + block))
+            sub = {k: (v[rows] if np.ndim(v) else v) for k, v in attrs.items()}
+            if "obs_id" not in sub:
+                sub["obs_id"] = np.arange(1, n + 1)[rows]
+            parts.append(invert_observations(
+                sub, rmf, arf, bkg, solar, gain_slope, gain_offset, e_range, oxygen, fit_norm, gain_fit, plot_dir,
+                subrange(p, b0 / n, rows.stop / n), place, base, source, block=None, **fit_kw)[1])
+        res = InversionResult.concatenate(parts)
+        return res.columns(), res
     bkg_counts = bkg.counts_on_response(rmf.n_channels)
     solar_files = attrs.get("solar_file")
     keys = []

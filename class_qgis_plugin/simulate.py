@@ -41,6 +41,7 @@ from . import composition, geo
 from .choices import DEFAULT_REGION
 from .errors import ClassXRFError
 from .progress import as_progress, subrange
+from .specs import SimulateParams, default_of
 
 # GOES class -> (temperature MK, emission measure cm^-3) of a representative flare plateau.
 # Typical peak values of flares of that class (Feldman et al. 1996, ApJ 460, 1034: T-EM relation
@@ -62,9 +63,9 @@ class SimulationConfig:
     flare_classes: tuple = ("C",)     # one class per track, cycled
     n_tracks: int = 24
     lat_fraction: float = 1.0         # fraction of the region's latitude span each track covers
-    across_km: float = 12.5
-    along_km: float = 12.5
-    step_km: float = 100.0 / 12.0     # boresight advance per 8-s frame: 12 frames ~ 100 km
+    across_km: float = default_of(SimulateParams, "frame_across_km")
+    along_km: float = default_of(SimulateParams, "frame_along_km")
+    step_km: float = default_of(SimulateParams, "frame_step_km")    # boresight advance per 8-s frame
     dropout: float = 0.02             # probability that a frame is missing
     start_utc: str = "2024-03-15T00:00:00"
     orbit_gap_s: float = 7080.0       # time between successive tracks (one orbit, ~118 min)

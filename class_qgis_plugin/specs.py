@@ -225,6 +225,14 @@ class SimulateParams(Spec):
                      "(with the ARF).", key="RMF", kind="file")
     arf: str = param(None, "Real CLASS ARF (optional)", "Use this CLASS ARF instead of the simulated one "
                      "(with the RMF).", key="ARF", kind="file")
+    frame_across_km: float = param(12.5, "Frame footprint across track (km)", "Width of one 8-s frame's footprint.",
+                                   key="FRAME_ACROSS_KM", kind="float", minimum=0.5, maximum=500.0, advanced=True)
+    frame_along_km: float = param(12.5, "Frame footprint along track (km)", "Length of one 8-s frame's footprint.",
+                                  key="FRAME_ALONG_KM", kind="float", minimum=0.5, maximum=500.0, advanced=True)
+    frame_step_km: float = param(100.0 / 12.0, "Boresight advance per frame (km)", "12 frames of the default make "
+                                 "a 100 + 12.5 km strip; the real CLASS co-added strips of 177 x 31 km are frames of "
+                                 "31 x 31 km advancing 13.3 km.", key="FRAME_STEP_KM", kind="float", minimum=0.1,
+                                 maximum=500.0, advanced=True)
 
     def _convert(self):
         super()._convert()

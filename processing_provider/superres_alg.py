@@ -45,7 +45,10 @@ kept it, and which elements were kriged by footprint. On the simulated benchmark
 footprints, finds little the drift and the kriging have not already explained (the gate kept a correction in one of
 5 hold-out draws): the map is essentially drift + residual kriging, and it beats inverse-distance weighting, ordinary
 kriging and kriging with the albedo drift on every element (README, Figures).
-{"net_min_gain": 1} in the advanced settings gives drift + residual kriging alone.</li>
+{"net_min_gain": 1} in the advanced settings gives drift + residual kriging alone. After the first of the three
+sweeps the gate is tried on the network so far: when it keeps no element's correction, training stops there
+(the map is then drift + kriging, as the full training's gate would give unless a correction passed only later);
+{"gate_probe": 0} trains every sweep.</li>
 </ul>
 <h3>Outputs</h3>
 <p>A GeoTIFF of the region in ESRI:104903, one band per element (wt%) and a support band (km to the nearest observed

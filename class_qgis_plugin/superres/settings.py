@@ -53,6 +53,10 @@ class SuperResSettings:
                                    # the validation error of drift + residual kriging (0: always kept)
     net_min_gain: float = 0.01     # ... by more than this fraction of it: a smaller gain is within the noise of a
                                    # few validation blocks
+    gate_probe: int = 1            # after this many sweeps (fewer than sweeps) the gate is tried on the network
+                                   # so far: when it keeps no element's correction, training stops there (the map
+                                   # is the drift + kriging the full training's gate gives unless a correction
+                                   # would pass only later); 0: always train every sweep
     residual_kriging: bool = True  # add the ordinary-kriged residuals of the observed pixels (regression kriging)
     kriging_points: int = 4000     # observations in the residual kriging system (seeded subset beyond)
     variogram_lags: int = 20       # lag bins of the residual variogram fit (PyKrige's default 6 spreads them over
@@ -87,5 +91,8 @@ class SuperResSettings:
                      "hidden", "fusion"):
             if int(getattr(self, name)) < 1:
                 raise ClassXRFError(None, f"{name} must be at least 1, got {getattr(self, name)}", key=name)
+        if int(self.gate_probe) < 0:
+            raise ClassXRFError(None, f"gate_probe must be 0 (off) or a number of sweeps, got {self.gate_probe}",
+                                key="gate_probe")
         if not 0 <= self.phase1_sweeps <= self.sweeps:
             raise ClassXRFError(None, "phase1_sweeps must lie between 0 and sweeps", key="phase1_sweeps")

@@ -351,9 +351,9 @@ def _visit(net, b, sg, phase, t, s, dev, footprint_level):
     return acc
 
 
-def _train(net, t, wins, fp_tr, g, s, dev, p):
+def _train(net, t, wins, fp_tr, g, s, dev, p, probe=None):
     """Train: ``s.sweeps`` sweeps over the training windows (phase 1 skips those without observed
-    pixels) -> the curve, one dict per visit."""
+    pixels) -> the curve, one dict per visit. ``probe(sweeps done)`` after each sweep: True stops."""
     sched = net[2]
     curve = []
     n_visits = s.sweeps * len(wins.train_ids)
@@ -376,6 +376,8 @@ def _train(net, t, wins, fp_tr, g, s, dev, p):
             visit += 1
             p_train.set(visit / max(1, n_visits), f"sweep {sweep + 1}/{s.sweeps}, subgraph {n_done + 1}/"
                                                   f"{len(wins.train_ids)}, loss {acc['loss']:.4g}")
+        if probe is not None and probe(sweep + 1):
+            break
     return curve
 
 
@@ -528,11 +530,32 @@ def fit_predict_grid(w_feat, lat, lon, mare, target, mask, pixel_weight=None, se
     net = _network(g, res_scale, len(wins.train_ids), s, dev)
     t = _Tensors(g, base, scale, res_scale, val, dev)
     t0 = time.monotonic()
-    curve = _train(net, t, wins, fp.tr, g, s, dev, p)
-    pred = _predict(net[0], t, wins, g, dev, p)
+    probed = {}
+
+    def probe(done):
+        """The gate on the network after ``done`` sweeps (:attr:`SuperResSettings.gate_probe`): stop when
+        it keeps no element's correction (the network is in eval mode only here; training goes on as
+        if never probed)."""
+        if not s.gate_probe or done != s.gate_probe or done >= s.sweeps or not val.any():
+            return False
+        at = subrange(p, 0.8 * done / s.sweeps, 0.8 * done / s.sweeps)
+        pr = _predict(net[0], t, wins, g, dev, at)
+        keep, net_gain = _gate(g, base, pr, val, fp, s)
+        probed.update(done=done, stop=not keep.any(), keep=keep, net_gain=net_gain)
+        return probed["stop"]
+
+    curve = _train(net, t, wins, fp.tr, g, s, dev, p, probe)
+    if probed.get("stop"):
+        pred, keep, net_gain = base.copy(), probed["keep"], probed["net_gain"]
+    else:
+        pred = _predict(net[0], t, wins, g, dev, p)
+        keep, net_gain = _gate(g, base, pred, val, fp, s)
     if curve:
         curve[-1]["train_seconds"] = time.monotonic() - t0
-    keep, net_gain = _gate(g, base, pred, val, fp, s)
+        if probed:
+            curve[-1]["gate_probe"] = (f"no correction passed after sweep {probed['done']} of {s.sweeps}: "
+                                       "training stopped" if probed["stop"] else
+                                       f"a correction passed after sweep {probed['done']}: trained on")
     pred[:, ~keep] = base[:, ~keep]
     _note(curve, chosen, keep, net_gain, fp)
     _krige(pred, g, fp, s, p)

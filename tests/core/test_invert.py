@@ -474,3 +474,32 @@ def test_bad_rows_are_flagged_by_obs_id_and_a_cancel_leaves_nothing(tmp_path):
             tasks.run("invert", dict(layer=str(layer), out_layer=str(out / "abund.gpkg"), plot_dir=str(out / "plots"),
                                      **kw), progress=CancelAt(phase))
         assert sorted(p.name for p in out.rglob("*")) in ([], ["plots"]), list(out.rglob("*"))
+
+
+def test_observations_stream_through_in_blocks_with_the_same_results(tmp_path):
+    """Five rows (ISRO's spectrum at several angles, one unreadable file) inverted in blocks of two
+    give the columns, notes and model counts of one block: flags, notes and iterations exactly, values
+    to rounding (each spectrum is fitted alone; matrix products of other batch sizes round
+    differently, 1e-12 here; only a shared gain needs all spectra together)."""
+    from class_qgis_plugin.invert import invert_observations
+    d = shared_data("class", "x2abund_test")
+    src = str(d / "ch2_cla_l1_20210827T210316000_20210827T210332000_1024.fits")
+    attrs = dict(obs_id=np.arange(1, 6), pha_path=np.array([src, src, str(tmp_path / "missing.pha"), src, src]),
+                 solar_ang=np.array([64.55, 50.0, 40.0, 30.0, 64.55]), emis_ang=np.zeros(5),
+                 exposure=np.full(5, 16.0),
+                 solar_file=np.array([str(d / "modelop_20210827T210316000_20210827T210332000.txt")] * 5))
+    kw = dict(rmf=d / "class_rmf_v1.rmf", arf=d / "class_arf_v1.arf",
+              background=d / "ch2_cla_l1_20210826T220355000_20210826T223335000_1024.fits",
+              gain_slope=1.0043, gain_offset=0.0316)
+    c1, r1 = invert_observations(attrs, block=None, **kw)
+    c2, r2 = invert_observations(attrs, block=2, **kw)
+    assert sorted(c1) == sorted(c2) and r1.notes == r2.notes and r1.note == r2.note
+    for k in c1:
+        a, b = np.asarray(c1[k]), np.asarray(c2[k])
+        assert a.dtype == b.dtype, k
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=k)
+        else:
+            assert np.array_equal(a, b), k
+    np.testing.assert_allclose(r1.model, r2.model, rtol=1e-9)
+    assert c1["fit_flag"][2] == 1 and "missing.pha" in c1["fit_note"][2]

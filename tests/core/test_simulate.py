@@ -36,6 +36,23 @@ def test_frame_corners_match_footprint_size_and_class_convention():
     assert clat[0, 0] > clat[0, 1]          # ascending: V0/V3 lead (north), as in the CLASS files
 
 
+def test_frame_geometry_parameters_reach_the_simulated_frames(tmp_path):
+    """classxrf:simulate's FRAME_ACROSS_KM / FRAME_ALONG_KM / FRAME_STEP_KM (the real CLASS strips'
+    31 km frames) are the corners and the boresight advance of the L1 files it writes."""
+    from class_qgis_plugin import tasks
+    res = tasks.run("simulate", folder=tmp_path / "s", seed=3, tracks=1, frame_across_km=31.0, frame_along_km=20.0,
+                    frame_step_km=13.3)
+    with open(tmp_path / "s" / "frames.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["track"] == "0"]
+    k = next(i for i in range(len(rows) - 1) if int(rows[i + 1]["frame"]) == int(rows[i]["frame"]) + 1)
+    f0, f1 = (class_l1.read_class_l1(tmp_path / "s" / r["file"]) for r in rows[k:k + 2])   # consecutive frames
+    along = geo.haversine_km(f0.corner_lat[0], f0.corner_lon[0], f0.corner_lat[1], f0.corner_lon[1])
+    across = geo.haversine_km(f0.corner_lat[1], f0.corner_lon[1], f0.corner_lat[2], f0.corner_lon[2])
+    assert along == pytest.approx(20.0, rel=2e-3) and across == pytest.approx(31.0, rel=2e-3)
+    step = geo.haversine_km(f0.bore_lat, f0.bore_lon, f1.bore_lat, f1.bore_lon)
+    assert step == pytest.approx(13.3, rel=0.02) and res["n_frames"] > 0
+
+
 def test_solar_angle_is_great_circle_distance_to_subsolar_point():
     assert solar_angles(0.0, 30.0, 0.0, 0.0) == pytest.approx(30.0)
     assert solar_angles(60.0, 0.0, 0.0, 0.0) == pytest.approx(60.0)

@@ -219,9 +219,10 @@ def test_training_is_reproducible_and_reports_progress():
         def set(self, fraction, message=None):
             seen.append((fraction, message))
 
-    p1, c1 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, d["observed"], d["track_mask"], None, TINY,
+    full = dict(TINY, gate_probe=0)          # every sweep (the probe may stop a network that cannot pass)
+    p1, c1 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, d["observed"], d["track_mask"], None, full,
                                 progress=Rec())
-    p2, c2 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, d["observed"], d["track_mask"], None, TINY)
+    p2, c2 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, d["observed"], d["track_mask"], None, full)
     assert p1.shape == (8, 24, 36) and np.isfinite(p1).all() and (p1 > 0).all()
     assert np.array_equal(p1, p2)
     assert [c["loss"] for c in c1] == [c["loss"] for c in c2]
@@ -563,3 +564,19 @@ def test_noisy_element_is_kriged_by_footprint():
     fp_mean = np.bincount(gi, weights=vals[:, 0]) / np.bincount(gi)
     assert frac[0] == pytest.approx(1.0 / np.var(fp_mean - vals[:, 0].mean()), rel=1e-2) and flags[0] == "1"
     assert all(f < 0.5 for f in frac[1:]) and flags[1:] == ["0"] * 7
+
+
+def test_gate_probe_stops_a_network_that_cannot_pass_and_leaves_others_untouched():
+    """After the first sweep the gate is tried: when no correction can pass (a required gain of 100 %)
+    training stops there and the map is the one full training gives (the gate rejects it too); when
+    every correction passes (gain > -100 %) training goes on and the map is the unprobed one, value for
+    value (the probe predicts in eval mode and consumes no random numbers)."""
+    d, w, mare = _tiny_case()
+    obs, mask = d["observed"], d["track_mask"]
+    for gain, stops in ((1.0, True), (-1.0, False)):
+        s = dict(TINY, drift="linear", net_min_gain=gain, cv_block=6, sweeps=3)
+        probed, c1 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, mask, None, dict(s, gate_probe=1))
+        full, c0 = T.fit_predict_grid(w, d["lat"], d["lon"], mare, obs, mask, None, dict(s, gate_probe=0))
+        np.testing.assert_array_equal(probed, full)
+        assert max(r["sweep"] for r in c1) == (1 if stops else 3) and max(r["sweep"] for r in c0) == 3
+        assert ("training stopped" in c1[-1]["gate_probe"]) == stops and "gate_probe" not in c0[-1]
