@@ -437,8 +437,9 @@ class SpecAlgorithm(ClassXrfAlgorithm):
         self.add_own_parameters()
 
     def add_own_parameter(self, f):
-        """The parameter(s) of a spec field in :attr:`OWN`, at its place (overridden)."""
-        raise NotImplementedError(f.name)
+        """The parameter(s) of a spec field in :attr:`OWN`, at its place (an algorithm with OWN fields
+        overrides it)."""
+        raise TypeError(f"{type(self).__name__} lists {f.name!r} in OWN but does not override add_own_parameter")
 
     def add_own_parameters(self):
         """Parameters and outputs that are not spec fields, after the others (overridden)."""
