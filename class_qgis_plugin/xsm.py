@@ -459,6 +459,27 @@ def approximate_rmf(energ_lo, energ_hi, n_chan=N_PI_CHANNELS, gain=PI_GAIN, offs
 _RESP_CACHE = {}
 
 
+_ARF_CACHE = {}
+
+
+def _read_arf_once(path):
+    """:func:`ogip.read_arf`, once per file (by path, size and modification time): every window of a
+    day's spectra names the same ARF."""
+    from .ogip import read_arf
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(os.fspath(path)), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return read_arf(path)           # read_arf names the file and the problem
+    hit = _ARF_CACHE.get(key)
+    if hit is None:
+        hit = read_arf(path)
+        if len(_ARF_CACHE) > 8:
+            _ARF_CACHE.clear()
+        _ARF_CACHE[key] = hit
+    return hit
+
+
 def load_response(spectrum, arf=None, rmf=None, gain=PI_GAIN, offset=PI_OFFSET,
                   fwhm_ref=FWHM_REF_KEV):
     """The response of an :class:`XSMSpectrum`: ``rmf`` (a path) when given, else the
@@ -468,12 +489,12 @@ def load_response(spectrum, arf=None, rmf=None, gain=PI_GAIN, offset=PI_OFFSET,
     RMF's first channel being TLMIN of F_CHAN, 1 by default: :func:`ogip.read_rmf`); the ARF goes
     with the RMF row by row as XSPEC pairs them (:func:`ogip.arf_on_rmf`). Approximate matrices are cached per (grid, scale, resolution).
     """
-    from .ogip import arf_on_rmf, read_arf, read_rmf
+    from .ogip import arf_on_rmf, read_rmf
     arf_path = arf or spectrum.arf_path
     if arf_path is None:
         raise ClassXRFError(spectrum.path, "no ARF given and none found beside the spectrum "
                             "(ANCRFILE)", key="ANCRFILE")
-    a = read_arf(arf_path)
+    a = _read_arf_once(arf_path)
     n_chan = int(np.size(spectrum.counts))
     first = int(spectrum.channel[0]) if np.size(spectrum.channel) else 0
     if rmf is not None:
