@@ -15,8 +15,8 @@ Run:  .venv/bin/python benchmarks/bench_archive_estimate.py [--runs 3] [--baseli
   work of issue 16), removed afterwards.
 * The archive: 10^7 8-s frames, 10^6 co-added 96-s spectra (10^6 solar fits, 10^6 inversions,
   10^6 footprints populated). Hours = count / rate, stage by stage, per machine (all cores).
-* The model's accuracy on the inversion grid: the summed |counts difference| in the 0.9-4.2 keV
-  channels between the inversion's grid (:func:`invert.inversion_grid`) and the 0.01 keV grid of the
+* The model's accuracy as the inversion builds it: the summed |counts difference| in the 0.9-4.2 keV
+  channels between the inversion's model (:func:`invert.inversion_model`: its grid, float32) and the 0.01 keV grid of the
   simulation, relative to the total, for B, C and M flare spectra, and the same for a uniform
   0.05 keV grid.
 * Small linear systems (the fit's Levenberg-Marquardt steps): the batched Cholesky of
@@ -137,7 +137,7 @@ def grid_accuracy():
 
     from class_qgis_plugin.composition import HIGHLAND_WT, MARE_WT
     from class_qgis_plugin.fpmodel import ForwardModel
-    from class_qgis_plugin.invert import inversion_grid
+    from class_qgis_plugin.invert import inversion_model
     from class_qgis_plugin.ogip import read_arf, read_rmf
     rmf_p = DATA / "class" / "response" / "class_rmf_v1_2048ch.rmf"
     if not rmf_p.exists():
@@ -153,8 +153,8 @@ def grid_accuracy():
         ref = ref_fm.counts(W, [10, 30, 50, 60], [0, 1, 2, 3], 96.0)
         m = ref_fm.response.channel_mask(0.9, 4.2)
         row = {}
-        for label, step in (("inversion grid", inversion_grid(4.2)), ("0.05 keV", 0.05)):
-            fm = ForwardModel(rmf, arf, energy, flux, grid_step_keV=step)
+        for label, fm in (("inversion model (grid + float32)", inversion_model(rmf, arf, energy, flux)),
+                          ("0.05 keV", ForwardModel(rmf, arf, energy, flux, grid_step_keV=0.05))):
             c = fm.counts(W, [10, 30, 50, 60], [0, 1, 2, 3], 96.0)
             row[label] = (float(np.abs(c[:, m] - ref[:, m]).sum() / ref[:, m].sum()), int(fm.energy.size))
         row["0.01 keV"] = (0.0, int(ref_fm.energy.size))

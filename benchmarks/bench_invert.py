@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from class_qgis_plugin import composition  # noqa: E402
 from class_qgis_plugin.composition import ELEMENTS, HIGHLAND_WT, MARE_WT  # noqa: E402
 from class_qgis_plugin.fpmodel import DEFAULT_SOLID_ANGLE_SR, ForwardModel  # noqa: E402
-from class_qgis_plugin.invert import _affine_map, cstat, inversion_grid, invert_spectra  # noqa: E402
+from class_qgis_plugin.invert import _affine_map, cstat, inversion_model, invert_spectra  # noqa: E402
 from class_qgis_plugin.ogip import read_arf, read_pha, read_rmf  # noqa: E402
 
 DATA = Path(os.environ.get("CLASSXRF_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -150,8 +150,7 @@ def main():
     for cls, (t_mk, goes) in FLARES.items():
         sim = ForwardModel(rmf, arf, energy, flare_spectrum(energy, t_mk, goes))       # the truth: 0.01 keV grid
         t0 = time.perf_counter()
-        fm = ForwardModel(rmf, arf, energy, flare_spectrum(energy, t_mk, goes), grid_step_keV=inversion_grid(4.2))
-        fm.compute_dtype = np.float32     # as invert_observations builds it
+        fm = inversion_model(rmf, arf, energy, flare_spectrum(energy, t_mk, goes))     # as invert_observations
         t_setup = time.perf_counter() - t0
         truth, inc, emi, data, bg = draw(sim, bkg_rate, args.n, rng)
         t0 = time.perf_counter()
@@ -174,8 +173,7 @@ def main():
     # the real case: every spectrum with its own solar spectrum (C-class temperatures and fluxes spread)
     T = rng.uniform(10, 14, args.n)
     own = np.stack([flare_spectrum(energy, t, 2e-6 * f) for t, f in zip(T, rng.uniform(0.5, 2, args.n))])
-    fm_own = ForwardModel(rmf, arf, energy, own, grid_step_keV=inversion_grid(4.2))
-    fm_own.compute_dtype = np.float32
+    fm_own = inversion_model(rmf, arf, energy, own)
     truth_o, inc_o, emi_o, data_o, bg_o = draw(ForwardModel(rmf, arf, energy, own), bkg_rate, args.n, rng)
     t0 = time.perf_counter()
     r_own = invert_spectra(fm_own, data_o, bg_o, inc_o, emi_o, 96.0)

@@ -340,13 +340,14 @@ class ForwardModel:
     (n_spectra, n_e) photons cm^-2 s^-1 keV^-1. Options: ``grid_step_keV`` and ``edge_aligned``
     (integration grid), ``e_min_keV``/``e_max_keV`` (its range), ``solid_angle_sr`` (effective solid
     angle of the collimator), ``norm`` (overall factor), ``secondary`` (secondary fluorescence on/off),
-    ``l_line_min_keV`` (lowest L line modelled).
+    ``l_line_min_keV`` (lowest L line modelled), ``compute_dtype`` (float type of the line and scatter
+    terms: float64, or float32 where a fit wants speed, :func:`invert.inversion_model`).
     """
 
     def __init__(self, rmf, arf, solar_energy_keV, solar_flux, gain_slope=1.0, gain_offset=0.0,
                  grid_step_keV=0.01, edge_aligned=True, e_min_keV=0.3, e_max_keV=20.0,
                  solid_angle_sr=DEFAULT_SOLID_ANGLE_SR, norm=1.0, secondary=True,
-                 l_line_min_keV=0.6):
+                 l_line_min_keV=0.6, compute_dtype=np.float64):
         self.response = Response(rmf, arf, gain_slope, gain_offset)
         se = np.asarray(solar_energy_keV, float).ravel()
         sf = np.asarray(solar_flux, float)
@@ -377,7 +378,7 @@ class ForwardModel:
         self._scatter_resp = None
         #: float type of the line terms' (spectra, lines, energies) arrays: float64, or float32 where a fit
         #: wants speed (the inversion: its statistic needs far less than float32's 1e-7)
-        self.compute_dtype = np.float64
+        self.compute_dtype = compute_dtype
         self._casts = {}
 
     # --- response pieces (cached) ---

@@ -132,6 +132,14 @@ MAX_REDCHI = 2.0
 STREAM_BLOCK = 4096
 
 
+def inversion_model(rmf, arf, solar_energy_keV, solar_flux, e_max_keV=_P.e_max, **kw):
+    """The forward model the inversion fits with: :func:`inversion_grid` and float32 line and scatter
+    terms (the statistic needs far less than float32's 1e-7); ``kw`` as :class:`fpmodel.ForwardModel`."""
+    from .fpmodel import ForwardModel
+    return ForwardModel(rmf, arf, solar_energy_keV, solar_flux, grid_step_keV=inversion_grid(e_max_keV),
+                        compute_dtype=np.float32, **kw)
+
+
 def inversion_grid(e_max_keV):
     """The inversion's integration grid (:func:`fpmodel.make_grid` pieces): 0.05 keV bins up to
     0.5 keV above the fit range's top ``e_max_keV``, 0.2 keV bins above, where the photons only
@@ -868,7 +876,6 @@ def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.g
     fitted alone), except with a gain shared by all spectra, which needs them together.
     """
     from . import obslayer, ogip
-    from .fpmodel import ForwardModel
     p = as_progress(progress)
     obslayer.require(source, attrs, obslayer.NEEDS["invert"], "invert")
     n = len(attrs["pha_path"])
@@ -927,9 +934,7 @@ def invert_observations(attrs, rmf, arf, background, solar=None, gain_slope=_P.g
     phase = np.asarray(attrs["phase_ang"], float) if "phase_ang" in attrs else None
     if phase is not None:
         phase = np.where(np.isfinite(phase), phase, np.abs(inc - emi))
-    fm = ForwardModel(rmf, arf, e, flux, gain_slope=gain_slope, gain_offset=gain_offset,
-                      grid_step_keV=inversion_grid(e_range[1]))
-    fm.compute_dtype = np.float32       # the line and scatter terms: the statistic needs far less than 1e-7
+    fm = inversion_model(rmf, arf, e, flux, e_range[1], gain_slope=gain_slope, gain_offset=gain_offset)
     res = invert_spectra(fm, counts, bk, inc, emi, expo, phase_deg=phase, e_range=e_range, oxygen=oxygen,
                          fit_norm=fit_norm, gain_fit=gain_fit, background_variance=bk_var, bad_rows=bad_rows,
                          progress=subrange(p, 0.15, 0.95), **fit_kw)
