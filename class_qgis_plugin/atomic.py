@@ -24,6 +24,7 @@ import numpy as np
 import xraylib
 import xraylib_np as xrl_np
 
+from . import parallel
 from .composition import ELEMENTS, Z as ELEMENT_Z
 
 ELECTRON_REST_KEV = 510.998950
@@ -148,20 +149,38 @@ class AtomicData:
                 * self.line_yield[l] * self.line_radrate[l]
         return out
 
+    def warm_dcs(self, theta_deg):
+        """Tabulate the whole degrees around the scattering angles ``theta_deg`` not yet tabulated,
+        in one pair of xraylib calls. Done before chunks go to forked processes
+        (:mod:`parallel`): xraylib_np runs OpenMP, whose threads do not survive a fork (a child
+        calling it waits forever)."""
+        th = np.clip(np.atleast_1d(np.asarray(theta_deg, float)), 0.0, 180.0)
+        degs = np.unique(np.concatenate([np.floor(th), np.minimum(np.floor(th) + 1, 180)]).astype(int))
+        with self._lock:
+            missing = [int(d) for d in degs if int(d) not in self._dcs_cache]
+        if not missing:
+            return
+        if parallel.in_child():
+            raise RuntimeError("scattering cross sections must be tabulated before the fork "
+                               f"(AtomicData.warm_dcs): degrees {missing[:5]} missing in a worker process")
+        rad = np.deg2rad(np.array(missing, float))
+        r = xrl_np.DCS_Rayl(self.Z, self.energy, rad)
+        c = xrl_np.DCS_Compt(self.Z, self.energy, rad)
+        r[~np.isfinite(r)] = 0.0
+        c[~np.isfinite(c)] = 0.0
+        with self._lock:
+            for k, deg in enumerate(missing):
+                self._dcs_cache[deg] = (np.ascontiguousarray(r[:, :, k]), np.ascontiguousarray(c[:, :, k]))
+
     def _dcs_node(self, deg):
         deg = int(deg)
         with self._lock:
             hit = self._dcs_cache.get(deg)
-        if hit is not None:
-            return hit
-        th = np.array([np.deg2rad(float(deg))])
-        r = xrl_np.DCS_Rayl(self.Z, self.energy, th)[:, :, 0]
-        c = xrl_np.DCS_Compt(self.Z, self.energy, th)[:, :, 0]
-        r[~np.isfinite(r)] = 0.0
-        c[~np.isfinite(c)] = 0.0
-        with self._lock:
-            self._dcs_cache[deg] = (r, c)
-        return r, c
+        if hit is None:
+            self.warm_dcs([deg])
+            with self._lock:
+                hit = self._dcs_cache[deg]
+        return hit
 
     def scatter_dcs(self, theta_deg):
         """Rayleigh and Compton differential cross sections (cm^2/g/sr) at scattering angles

@@ -21,6 +21,10 @@ class ClassXRFError(Exception):
         msg = f"{where}: {problem}" if key is None else f"{where}: {key}: {problem}"
         super().__init__(msg)
 
+    def __reduce__(self):
+        # rebuilt from its fields: an error raised in a process of parallel.map_chunks comes back whole
+        return (type(self), (self.path, self.problem, self.key))
+
 
 class Cancelled(BaseException):
     """Raised when a progress callback reports that the user cancelled the work (or the worker

@@ -493,7 +493,7 @@ def _fit_batch(batch, d, B, V, w0, M, fit_norm, gain_mode, gain_bounds, P0, apri
     offset = st.P[:, model.i_g + 1] if gain else batch.offset
     nan = np.full(d.shape[0], np.nan)
     per_spectrum = gain_mode == "spectrum"
-    return dict(P=st.P, m=st.m, J=st.J, C=st.C, F=F, free=free, model=model, bad=bad, wt=model.wt(st.P), cw=cw,
+    return dict(P=st.P, m=st.m, J=st.J, C=st.C, F=F, free=free, i_g=model.i_g, bad=bad, wt=model.wt(st.P), cw=cw,
                 converged=st.converged, n_iter=n_iter, n_accepted=st.n_accepted, s=s, f=f, slope=slope,
                 offset=offset, statistic=statistic, var=var, prior=(bad, prior_mu, prior_prec),
                 slope_err=np.sqrt(np.clip(cov[:, model.i_g, model.i_g], 0, None)) if per_spectrum else nan,
@@ -505,8 +505,8 @@ def _schur_gain(res, d):
     """The shared gain's profile curvature and gradient summed over the spectra of a batch: per
     spectrum ``F_gg - F_ga F_aa^-1 F_ag`` and ``g_g - F_ga F_aa^-1 g_a`` (a: its own free
     parameters, g: slope and offset), at its optimum for the current gain."""
-    model, F, J, m = res["model"], res["F"], res["J"], res["m"]
-    ig = np.arange(model.i_g, model.i_g + 2)
+    F, J, m = res["F"], res["J"], res["m"]
+    ig = np.arange(res["i_g"], res["i_g"] + 2)
     grad = np.matmul(residual_terms(d, m, res["statistic"], res["var"])[0][:, None, :], J)[:, 0, :]
     X = np.matmul(F[:, ig, :], held_inverse(F, res["free"]))        # F_ga F_aa^-1, 0 at held columns
     H = (F[:, ig][:, :, ig] - np.matmul(X, F[:, :, ig])).sum(axis=0)
@@ -638,7 +638,6 @@ def _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask,
     def prepare(c):
         """The batch of chunk ``c`` and its start (P0, a-priori wt%)."""
         rows = chunks[c]
-        progress.check()
         cos_i, cos_e = np.cos(np.deg2rad(inc[rows])), np.cos(np.deg2rad(emi[rows]))
         ph = np.abs(inc[rows] - emi[rows]) if phase is None else phase[rows]
         I0 = fm.solar[rows] if fm.solar.shape[0] > 1 else np.broadcast_to(fm.solar, (rows.size, fm.solar.shape[1]))
@@ -656,28 +655,37 @@ def _fit_rows(fm, fit_rows, d_fit, B_fit, V_fit, inc, emi, phase, expo, fitmask,
             P0.append(np.column_stack([np.full(rows.size, slope0), np.full(rows.size, offset0)]))
         return b, (np.concatenate(P0, axis=1), apri)
 
+    def fit(c, prepared, P0, prior):
+        rows = chunks[c]
+        b, (P_start, apri) = prepared
+        return _fit_batch(b, d_fit[rows], B_fit[rows], V_fit[rows], w0, M, fit_norm, gain_fit, gain_bounds,
+                          P_start if P0 is None else P0, apri, max_rel_err, max_iter, tol, statistic, prior)
+
+    def message(c):
+        return f"inverted spectra {chunks[c][0] + 1}-{chunks[c][-1] + 1} of {n_all}"
+
+    # xraylib (OpenMP) only here, before any fork: the scattering angles' cross sections
+    fm.atomic.warm_dcs(180.0 - (np.abs(inc[fit_rows] - emi[fit_rows]) if phase is None else phase[fit_rows]))
+    if gain_fit != "shared":
+        # each chunk set up and fitted in one go, in worker processes where they can be forked
+        res = map_chunks(lambda c: fit(c, prepare(c), None, None), len(chunks), progress, 0.0, 1.0, message,
+                         processes=True)
+        return list(zip(chunks, res))
+
+    # a shared gain: the chunks are refitted at each trial gain from the batches set up once
     prepared = map_chunks(prepare, len(chunks), subrange(progress, 0.0, 0.05), message=lambda c: "starting values")
-    batches = [b for b, _ in prepared]
-    starts = [s for _, s in prepared]
 
     def run(P_starts, priors, lo, hi):
-        def one(c):
-            rows, b = chunks[c], batches[c]
-            progress.check()
-            return _fit_batch(b, d_fit[rows], B_fit[rows], V_fit[rows], w0, M, fit_norm, gain_fit, gain_bounds,
-                              P_starts[c], starts[c][1], max_rel_err, max_iter, tol, statistic,
-                              None if priors is None else priors[c])
-        return map_chunks(one, len(chunks), progress, lo, hi,
-                          lambda c: f"inverted spectra {chunks[c][0] + 1}-{chunks[c][-1] + 1} of {n_all}")
+        return map_chunks(lambda c: fit(c, prepared[c], P_starts[c], None if priors is None else priors[c]),
+                          len(chunks), progress, lo, hi, message, processes=True)
 
-    P_starts = [s[0] for s in starts]
-    if gain_fit == "shared" and chunks:
+    P_starts = [st[0] for _, st in prepared]
+    res = []
+    if chunks:
         g_err, res = _shared_gain(run, chunks, P_starts, d_fit, gain_bounds)
         for r in res:
             r["slope_err"], r["offset_err"] = np.full(r["P"].shape[0], g_err[0]), np.full(r["P"].shape[0], g_err[1])
             r["nfree"] = r["nfree"] + (2 if fit_rows.size == 1 else 0)
-    else:
-        res = run(P_starts, None, 0.0, 1.0)
     return list(zip(chunks, res))
 
 

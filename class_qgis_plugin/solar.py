@@ -379,11 +379,14 @@ def two_photon_shape(y):
     w = np.clip(y * (1 - y), 0.0, 0.25)
     a, b, g = 0.88, 1.53, 0.8
     s = w * (1 - (4 * w) ** g) + a * w ** b * (4 * w) ** g
-    # normalisation: integral over [0, 1] computed once numerically
-    yy = np.linspace(0.0, 1.0, 20001)
-    ww = yy * (1 - yy)
-    norm = np.trapz(ww * (1 - (4 * ww) ** g) + a * ww ** b * (4 * ww) ** g, yy)
-    return np.where((y > 0) & (y < 1), 2.0 * s / norm, 0.0)
+    if not _TWO_PHOTON_NORM:     # normalisation: the integral over [0, 1], computed once numerically
+        yy = np.linspace(0.0, 1.0, 20001)
+        ww = yy * (1 - yy)
+        _TWO_PHOTON_NORM.append(float(np.trapz(ww * (1 - (4 * ww) ** g) + a * ww ** b * (4 * ww) ** g, yy)))
+    return np.where((y > 0) & (y < 1), 2.0 * s / _TWO_PHOTON_NORM[0], 0.0)
+
+
+_TWO_PHOTON_NORM = []
 
 
 def line_matrix(energ_lo, energ_hi, complexes=None, two_photon=TWO_PHOTON_RATIO):
@@ -431,6 +434,7 @@ class SolarModel:
     two_temp: bool = False
     complexes: tuple = tuple(LINE_COMPLEXES)
     abundances: dict = None
+    tabulated: bool = False
     lines: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -453,7 +457,11 @@ class SolarModel:
         return 4 + self.n_lines + (2 if self.two_temp else 0)
 
     def continuum(self, T_MK):
-        """Thermal continuum per 1e46 cm^-3 at temperatures ``T_MK`` (B,) -> (B, n_e)."""
+        """Thermal continuum per 1e46 cm^-3 at temperatures ``T_MK`` (B,) -> (B, n_e); with
+        ``tabulated`` from the temperature table (:func:`thermal_table`, within 1e-6, temperatures
+        clipped to its range), else computed directly."""
+        if self.tabulated:
+            return self.thermal(np.log(np.atleast_1d(np.asarray(T_MK, float))))[0]
         return EM_UNIT * thermal_continuum(self.energy, np.atleast_1d(T_MK) * 1e6, self.abundances)
 
     def thermal(self, ln_t_mk):

@@ -24,8 +24,10 @@ import numpy as np
 
 from .errors import ClassXRFError
 from .fitkernel import batched_lm, cstat, fisher
+from .parallel import map_chunks
 from .progress import as_progress, subrange
-from .solar import EM_UNIT, LINE_COMPLEXES, SolarModel, energy_grid, goes_class, goes_flux, power_law
+from .solar import (EM_UNIT, LINE_COMPLEXES, SolarModel, energy_grid, goes_class, goes_flux, power_law,
+                    thermal_table)
 from .xsm import (XSMSpectrum, load_response, read_xsm_pha, read_xsm_typeii, sum_time_window,
                   utc_to_met)
 
@@ -37,6 +39,7 @@ _T_GRID_MK = np.array([1.5, 2.0, 2.7, 3.5, 4.5, 6.0, 8.0, 10.0, 13.0, 17.0, 22.0
 _LN_T_BOUNDS = (math.log(0.8), math.log(120.0))
 _INDEX_BOUNDS = (1.0, 12.0)
 _LN_FLOOR = -45.0
+CHUNK = 64                  # spectra per vectorised fit (a chunk of work for parallel.map_chunks)
 
 
 def cash(n, mu):
@@ -179,7 +182,7 @@ def _initial(model, batch):
     a few per cent of the continuum, a negligible power law."""
     B = batch.n.shape[0]
     cont = model.continuum(_T_GRID_MK)              # (T, E)
-    folded = np.einsum("te,be,ec->btc", cont, batch.A, batch.R)  # (B, T, C)
+    folded = (cont[None, :, :] * batch.A[:, None, :]) @ batch.R    # (B, T, C), one matrix product
     tot_n = batch.n.sum(axis=1)
     scale = np.maximum(tot_n - batch.bkg.sum(axis=1), 1.0)[:, None] / np.maximum(
         folded.sum(axis=2), 1e-300)
@@ -232,6 +235,39 @@ def _covariance(F, theta, model):
     return cov
 
 
+def _fit_chunk(spectra, responses, two_temp, band, backgrounds, max_iter):
+    """Fit spectra that share one redistribution matrix in one vectorised batch -> a list of
+    :class:`SolarFitResult` in their order."""
+    batch = _Batch(spectra, responses, band, backgrounds)
+    model = SolarModel(batch.lo, batch.hi, two_temp=two_temp, tabulated=True)
+    theta = _initial(model, batch)
+    theta, C, conv, n_it, F, mu = _lm(model, batch, theta, max_iter)
+    cov = _covariance(F, theta, model)
+    out_lo, out_hi = energy_grid()
+    i0 = SolarModel(out_lo, out_hi, two_temp=two_temp, tabulated=True).evaluate(theta)
+    gflux = goes_flux(out_lo, out_hi, i0)
+    names = model.names
+    out = []
+    for k, (spec, resp) in enumerate(zip(spectra, responses)):
+        sd = np.sqrt(np.diagonal(cov[k]))
+        T = math.exp(theta[k, 1])
+        EM = math.exp(theta[k, 0]) * EM_UNIT
+        n_free = int(np.sum(np.isfinite(sd)))
+        out.append(SolarFitResult(
+            T_MK=T, T_err=T * sd[1], EM=EM, EM_err=EM * sd[0],
+            params={nm: float(v) for nm, v in zip(names, theta[k])},
+            errors={nm: float(v) for nm, v in zip(names, sd)},
+            cstat=float(C[k]), dof=int(batch.n.shape[1] - n_free),
+            n_counts=float(batch.n[k].sum()), converged=bool(conv[k]), n_iter=int(n_it[k]),
+            response_kind=resp.kind, response=resp.description,
+            energy_keV=out_lo.copy(), i0=i0[k], goes_flux=float(gflux[k]),
+            goes_class=goes_class(gflux[k]), spectrum_path=spec.path,
+            tstart=float(spec.tstart), tstop=float(spec.tstop),
+            exposure=float(spec.exposure), theta=theta[k].copy(), cov=cov[k],
+            channel_energy=batch.chan_energy, counts=batch.n[k], model_counts=mu[k]))
+    return out
+
+
 def fit_spectra(spectra, responses, two_temp=False, band=FIT_BAND_KEV, backgrounds=None,
                 max_iter=80, progress=None):
     """Fit a list of :class:`.xsm.XSMSpectrum` with their :class:`.xsm.XSMResponse` in bulk.
@@ -254,39 +290,26 @@ def fit_spectra(spectra, responses, two_temp=False, band=FIT_BAND_KEV, backgroun
     groups = {}
     for i, r in enumerate(responses):
         groups.setdefault(id(r.rmf), []).append(i)
-    out_lo, out_hi = energy_grid()
+    # spectra sharing a response fitted together, in chunks of CHUNK (in worker processes where
+    # they can be forked, parallel.map_chunks); each fit is independent of the others in its chunk
+    chunks = [idx[c:c + CHUNK] for idx in groups.values() for c in range(0, len(idx), CHUNK)]
+    # the temperature tables (each response's grid and the output grid) built once, here, not in
+    # each worker process
+    thermal_table(SolarModel(*energy_grid()).energy)
+    for idx in groups.values():
+        b = _Batch([spectra[idx[0]]], [responses[idx[0]]], band)
+        thermal_table(SolarModel(b.lo, b.hi).energy)
+
+    def one(c):
+        return _fit_chunk([spectra[i] for i in chunks[c]], [responses[i] for i in chunks[c]], two_temp, band,
+                          None if backgrounds is None else [backgrounds[i] for i in chunks[c]], max_iter)
+
     results = [None] * len(spectra)
-    done = 0
-    for gi, (key, idx) in enumerate(groups.items()):
-        sp = subrange(p, done / len(spectra), (done + len(idx)) / len(spectra))
-        batch = _Batch([spectra[i] for i in idx], [responses[i] for i in idx], band,
-                       None if backgrounds is None else [backgrounds[i] for i in idx])
-        model = SolarModel(batch.lo, batch.hi, two_temp=two_temp)
-        theta = _initial(model, batch)
-        theta, C, conv, n_it, F, mu = _lm(model, batch, theta, max_iter, progress=sp)
-        cov = _covariance(F, theta, model)
-        out_model = SolarModel(out_lo, out_hi, two_temp=two_temp)
-        i0 = out_model.evaluate(theta)
-        gflux = goes_flux(out_lo, out_hi, i0)
-        names = model.names
-        for k, i in enumerate(idx):
-            sd = np.sqrt(np.diagonal(cov[k]))
-            params = {nm: float(v) for nm, v in zip(names, theta[k])}
-            errors = {nm: float(v) for nm, v in zip(names, sd)}
-            T = math.exp(theta[k, 1])
-            EM = math.exp(theta[k, 0]) * EM_UNIT
-            n_free = int(np.sum(np.isfinite(sd)))
-            results[i] = SolarFitResult(
-                T_MK=T, T_err=T * sd[1], EM=EM, EM_err=EM * sd[0], params=params, errors=errors,
-                cstat=float(C[k]), dof=int(batch.n.shape[1] - n_free),
-                n_counts=float(batch.n[k].sum()), converged=bool(conv[k]), n_iter=int(n_it[k]),
-                response_kind=responses[i].kind, response=responses[i].description,
-                energy_keV=out_lo.copy(), i0=i0[k], goes_flux=float(gflux[k]),
-                goes_class=goes_class(gflux[k]), spectrum_path=spectra[i].path,
-                tstart=float(spectra[i].tstart), tstop=float(spectra[i].tstop),
-                exposure=float(spectra[i].exposure), theta=theta[k].copy(), cov=cov[k],
-                channel_energy=batch.chan_energy, counts=batch.n[k], model_counts=mu[k])
-        done += len(idx)
+    got = map_chunks(one, len(chunks), p, 0.0, 1.0,
+                     lambda c: f"solar fits {sum(map(len, chunks[:c + 1]))} of {len(spectra)}", processes=True)
+    for idx, res in zip(chunks, got):
+        for i, r in zip(idx, res):
+            results[i] = r
     p.set(1.0, "solar fits done")
     return results
 

@@ -503,3 +503,27 @@ def test_observations_stream_through_in_blocks_with_the_same_results(tmp_path):
             assert np.array_equal(a, b), k
     np.testing.assert_allclose(r1.model, r2.model, rtol=1e-9)
     assert c1["fit_flag"][2] == 1 and "missing.pha" in c1["fit_note"][2]
+
+
+@pytest.mark.parametrize("gain_fit", ["none", "shared"])
+def test_chunks_in_worker_processes_give_the_results_of_threads(class_setup, monkeypatch, gain_fit):
+    """24 C-class spectra in chunks of 8, fitted in forked worker processes and in threads: the
+    same numbers (each chunk is computed alone; the processes inherit the batch as it is)."""
+    from class_qgis_plugin import parallel
+    if not parallel.can_fork():
+        pytest.skip("worker processes are forked on Linux only")
+    fm, bkg_rate = class_setup
+    rng = np.random.default_rng(5)
+    n = 24
+    truth = composition.with_stoichiometric_oxygen(
+        (0.5 * (MARE_WT + HIGHLAND_WT))[1:] * rng.normal(1, 0.08, (n, 7)))
+    inc, emi = rng.uniform(10, 60, n), rng.uniform(0, 3, n)
+    data = rng.poisson(fm.counts(truth / 100, inc, emi, 96.0) + bkg_rate * 96.0).astype(float)
+    kw = dict(chunk=8, gain_fit=gain_fit)
+    r_proc = invert_spectra(fm, data, bkg_rate * 96.0, inc, emi, 96.0, **kw)
+    monkeypatch.setenv("CLASSXRF_PROCESSES", "0")
+    r_thr = invert_spectra(fm, data, bkg_rate * 96.0, inc, emi, 96.0, **kw)
+    for name in ("wt", "err", "flag", "n_iter", "converged", "red_stat"):
+        np.testing.assert_array_equal(getattr(r_proc, name), getattr(r_thr, name), err_msg=name)
+    assert r_proc.note == r_thr.note
+    assert np.all(r_proc.flag == 0)

@@ -68,6 +68,28 @@ def test_recovers_temperature_of_simulated_spectra():
     assert np.all(np.abs(r0 - 1) < 0.15)
 
 
+def test_chunks_in_worker_processes_give_the_results_of_threads(monkeypatch):
+    """8 simulated spectra in chunks of 2, fitted in forked worker processes and in threads: the
+    same numbers (each chunk is fitted alone)."""
+    from class_qgis_plugin import parallel, solarfit
+    if not parallel.can_fork():
+        pytest.skip("worker processes are forked on Linux only")
+    resp = _synthetic_response()
+    model = S.SolarModel(resp.energ_lo, resp.energ_hi)
+    mu = resp.fold(model.evaluate(_truth(model)), 16.0)
+    rng = np.random.default_rng(8)
+    spectra = [XSMSpectrum(counts=rng.poisson(mu * f).astype(float), channel=np.arange(512), exposure=16.0,
+                           tstart=16.0 * k, tstop=16.0 * (k + 1)) for k, f in enumerate(np.linspace(0.5, 2, 8))]
+    monkeypatch.setattr(solarfit, "CHUNK", 2)
+    a = fit_spectra(spectra, [resp] * 8)
+    monkeypatch.setenv("CLASSXRF_PROCESSES", "0")
+    b = fit_spectra(spectra, [resp] * 8)
+    for x, y in zip(a, b):
+        assert (x.T_MK, x.T_err, x.EM, x.cstat, x.dof, x.converged) == (y.T_MK, y.T_err, y.EM, y.cstat, y.dof, y.converged)
+        np.testing.assert_array_equal(x.i0, y.i0)
+    assert [x.tstart for x in a] == [16.0 * k for k in range(8)]
+
+
 def test_channel_mismatch_is_an_error():
     resp = _synthetic_response()
     s = XSMSpectrum(counts=np.ones(256), channel=np.arange(256), exposure=16.0, tstart=0, tstop=16)
