@@ -508,7 +508,7 @@ def test_observations_stream_through_in_blocks_with_the_same_results(tmp_path):
 @pytest.mark.parametrize("gain_fit", ["none", "shared"])
 def test_chunks_in_worker_processes_give_the_results_of_threads(class_setup, monkeypatch, gain_fit):
     """24 C-class spectra in chunks of 8, fitted in forked worker processes and in threads: the
-    same numbers (each chunk is computed alone; the processes inherit the batch as it is)."""
+    same numbers to rounding (each chunk is computed alone; the processes inherit the batch as it is)."""
     from class_qgis_plugin import parallel
     if not parallel.can_fork():
         pytest.skip("worker processes are forked on Linux only")
@@ -523,7 +523,9 @@ def test_chunks_in_worker_processes_give_the_results_of_threads(class_setup, mon
     r_proc = invert_spectra(fm, data, bkg_rate * 96.0, inc, emi, 96.0, **kw)
     monkeypatch.setenv("CLASSXRF_PROCESSES", "0")
     r_thr = invert_spectra(fm, data, bkg_rate * 96.0, inc, emi, 96.0, **kw)
-    for name in ("wt", "err", "flag", "n_iter", "converged", "red_stat"):
+    for name in ("flag", "n_iter", "converged"):
         np.testing.assert_array_equal(getattr(r_proc, name), getattr(r_thr, name), err_msg=name)
+    for name in ("wt", "err", "red_stat"):
+        np.testing.assert_allclose(getattr(r_proc, name), getattr(r_thr, name), rtol=1e-9, err_msg=name)
     assert r_proc.note == r_thr.note
     assert np.all(r_proc.flag == 0)
