@@ -68,7 +68,7 @@ class SimulationConfig:
     step_km: float = default_of(SimulateParams, "frame_step_km")    # boresight advance per 8-s frame
     dropout: float = 0.02             # probability that a frame is missing
     start_utc: str = "2024-03-15T00:00:00"
-    orbit_gap_s: float = 7080.0       # time between successive tracks (one orbit, ~118 min)
+    orbit_gap_s: float = default_of(SimulateParams, "track_gap_s")   # time between successive tracks
     sat_alt_km: float = 100.0
     subsolar_lat: float = 0.0
     subsolar_lon_offset: float = -25.0  # subsolar longitude relative to the region's centre

@@ -1,7 +1,8 @@
 """Stage specs: every parameter of every stage, with its default, its check and its help, once.
 
 One dataclass per stage (:class:`SimulateParams`, :class:`CoaddParams`, :class:`SolarFitParams`,
-:class:`InvertParams`, :class:`PopulateParams`, :class:`SuperResParams`, :class:`BasemapParams`).
+:class:`InvertParams`, :class:`PopulateParams`, :class:`SuperResParams`, :class:`BasemapParams`,
+:class:`ArchiveParams`).
 Each field carries, in its metadata (:func:`param`), the label and help the QGIS algorithm and the
 command line show, the parameter key of the Processing algorithm (``key``), its kind (what sort of
 QGIS parameter and command-line argument it is), its choices and bounds. The stages
@@ -233,6 +234,9 @@ class SimulateParams(Spec):
                                  "a 100 + 12.5 km strip; the real CLASS co-added strips of 177 x 31 km are frames of "
                                  "31 x 31 km advancing 13.3 km.", key="FRAME_STEP_KM", kind="float", minimum=0.1,
                                  maximum=500.0, advanced=True)
+    track_gap_s: float = param(7080.0, "Time between tracks (s)", "One orbit (118 min) by default; longer gaps "
+                               "spread the tracks over more days (a small archive of day folders).",
+                               key="TRACK_GAP_S", kind="float", minimum=60.0, advanced=True)
 
     def _convert(self):
         super()._convert()
@@ -493,8 +497,53 @@ def _require_geotiff(spec, name):
         raise ClassXRFError(path, "the output must be a GeoTIFF (.tif)", key=f"{name} ({spec.key(name)})")
 
 
+@dataclass
+class ArchiveParams(Spec):
+    """classxrf:archive: the mission archive, day by day on a Dask cluster, resumable (:mod:`archive`)."""
+
+    STAGE = "archive"
+    inputs: list = param(None, "CLASS L1 days", "Folders searched for day folders (YYYYMMDD) of 8-s CLASS L1 FITS "
+                         "files and dated zip files, as PRADAN ships them.", key="INPUT", kind="files", required=True,
+                         positional=True)
+    xsm: str = param(None, "XSM data", "A folder of XSM type I spectra (searched recursively), a type II file, or "
+                     "one spectrum for all: what the solar fit of every day uses.", key="XSM", kind="file",
+                     required=True, positional=True)
+    workspace: str = param(None, "Workspace folder", "Holds the manifest, each day's layers, the GIB; a run in the "
+                           "same folder finishes only what is missing.", key="WORKSPACE", kind="folder_out",
+                           required=True, positional=True)
+    rmf: str = param(None, "CLASS RMF", "", key="RMF", kind="file", required=True)
+    arf: str = param(None, "CLASS ARF", "", key="ARF", kind="file", required=True)
+    background: str = param(None, "CLASS background PHA", "", key="BACKGROUND", kind="file", required=True)
+    albedo: str = param(None, "Albedo raster / image, or a mare polygon layer", "For the GIB's sub-footprints (as in "
+                        "track population).", key="ALBEDO", kind="file", required=True)
+    flare_catalog: str = param(None, "XSM flare catalogue (CSV)", "Only frames inside flares of the allowed classes "
+                               "are co-added.", key="FLARE_CATALOG", kind="file", extension="csv")
+    allowed_classes: tuple = param(("B", "C", "M"), "Allowed flare classes", "GOES classes kept with a flare "
+                                   "catalogue.", key="FLARE_CLASSES", kind="enum", choices=FLARE_CLASSES,
+                                   multiple=True)
+    window: int = param(12, "Window (frames of 8 s)", "Frames per co-added spectrum.", key="WINDOW", kind="int",
+                        minimum=1)
+    stride: int = param(12, "Stride (frames)", "Frames between window starts (the window: spectra that do not "
+                        "overlap).", key="STRIDE", kind="int", minimum=1)
+    fit_norm: bool = param(True, "Fit the fluorescence normalisation", "As in FP inversion.", key="FIT_NORM",
+                           kind="bool")
+    scheduler: str = param("", "Dask scheduler", "Empty: a local cluster on this machine; an address "
+                           "(tcp://host:8786) for a cluster (dask-jobqueue on SLURM: see the README); 'serial': the "
+                           "days one after another in this process.", key="SCHEDULER", kind="string")
+    workers: int = param(0, "Local workers (0 = the cores)", "Worker processes of the local cluster, one thread "
+                         "each.", key="WORKERS", kind="int", minimum=0, advanced=True)
+    memory_limit: str = param("", "Memory limit per local worker", "e.g. 4GB; empty: Dask's share of the "
+                              "machine's memory.", key="MEMORY_LIMIT", kind="string", advanced=True)
+
+    def _convert(self):
+        super()._convert()
+        self.allowed_classes = tuple(c.upper() for c in self.allowed_classes or ())
+        self.scheduler = (self.scheduler or "").strip()
+        self.memory_limit = (self.memory_limit or "").strip()
+
+
 SPECS = {cls.STAGE: cls for cls in (SimulateParams, CoaddParams, SolarFitParams, InvertParams, PopulateParams,
-                                    SuperResParams, BasemapParams)}
+                                    SuperResParams, BasemapParams, ArchiveParams)}
 
 __all__ = ["Spec", "param", "default_of", "default_of_field", "SPECS", "KINDS"] + [c.__name__ for c in SPECS.values()] + [
     "ELEMENTS", "STRATEGIES", "PRIORS", "FLARE_CLASSES", "DEVICES", "WEST_EDGES", "FIXED_OXYGEN_WT"]

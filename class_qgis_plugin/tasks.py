@@ -42,7 +42,7 @@ def simulate(p, progress=None):
 
     cfg = SimulationConfig(seed=p.seed, region=(p.region_i, p.region_j), n_tracks=p.tracks,
                            flare_classes=p.flare_classes, rmf=p.rmf, arf=p.arf, across_km=p.frame_across_km,
-                           along_km=p.frame_along_km, step_km=p.frame_step_km)
+                           along_km=p.frame_along_km, step_km=p.frame_step_km, orbit_gap_s=p.track_gap_s)
     folder = os.path.abspath(p.folder)
     with _open([folder], folder) as tx:
         staging = tx.tree(folder)
@@ -196,7 +196,14 @@ def superresolve(p, progress=None):
                 n_steps=len(curve), final_loss=float(curve[-1]["loss"]) if curve and "loss" in curve[-1] else None)
 
 
-STAGES = {f.__name__: f for f in (simulate, coadd, solarfit, invert, populate, basemap, superresolve)}
+def archive(p, progress=None):
+    """classxrf:archive: every day of the archive through coadd, solarfit and invert (the stages
+    above, scheduled on Dask or serially), then the GIB; resumable (:func:`archive.run_archive`)."""
+    from .archive import run_archive
+    return run_archive(p, progress)
+
+
+STAGES = {f.__name__: f for f in (simulate, coadd, solarfit, invert, populate, basemap, superresolve, archive)}
 assert set(STAGES) == set(SPECS)
 
 

@@ -10,7 +10,8 @@ versions of ``resources/env/requirements.lock``, tested together, and the worker
 Layout: ``<QGIS profile>/python/classxrf-env`` by default; ``classxrf-env.json`` inside records the
 parts installed and verified (:data:`PARTS`), the interpreter and the size. Parts: ``core`` (every
 stage but super-resolution), ``plots`` (fit plots, matplotlib), ``superres`` (torch, the CPU build
-unless a GPU is asked for, torch-geometric, torch-optimizer, pykrige).
+unless a GPU is asked for, torch-geometric, torch-optimizer, pykrige), ``cluster`` (dask, distributed:
+the archive run on a Dask cluster).
 
 This module imports nothing from QGIS: :func:`plan` lists the steps (commands), :func:`run_plan`
 runs them with a log callback, a cancel check and progress, and raises :class:`EnvError` with one
@@ -44,6 +45,7 @@ PARTS = {
     "plots": (("matplotlib",), ("matplotlib",), "fit plots of the solar fit and the inversion"),
     "superres": (("torch", "torch-geometric", "torch-optimizer", "pykrige"),
                  ("torch", "torch_geometric", "torch_optimizer", "pykrige"), "super-resolution"),
+    "cluster": (("dask", "distributed"), ("dask", "distributed"), "the archive run on Dask (a local or remote cluster)"),
 }
 #: pip options of every install: bounded retries (an unreachable index must not loop for minutes),
 #: no byte-compiling (Python compiles what it imports; saves about 100 MB)
@@ -52,7 +54,7 @@ PIP_OPTIONS = ("--disable-pip-version-check", "--no-compile", "--progress-bar", 
 
 
 #: packages each part brings into a fresh environment (measured from the lock), for the progress bar
-_EXPECTED = {"core": 19, "plots": 8, "superres": 27}
+_EXPECTED = {"core": 19, "plots": 8, "superres": 27, "cluster": 17}
 
 
 class EnvError(Exception):
