@@ -18,6 +18,7 @@ MODELS = {"classxrf_chain": ("6.1", "Whole chain: simulate to super-resolution (
 
 def algorithm_classes():
     """The provider's algorithm classes, in pipeline order (ids stay stable across versions)."""
+    from .archive_alg import ArchiveAlgorithm
     from .basemap_alg import BasemapAlgorithm
     from .coadd_alg import CoaddAlgorithm
     from .dependencies_alg import DependenciesAlgorithm
@@ -30,7 +31,7 @@ def algorithm_classes():
 
     return [SimulateAlgorithm, CoaddAlgorithm, SolarFitAlgorithm, InvertAlgorithm, PopulateAlgorithm,
             SuperResolveAlgorithm,
-            BasemapAlgorithm, ExportMapAlgorithm, DependenciesAlgorithm]
+            BasemapAlgorithm, ExportMapAlgorithm, ArchiveAlgorithm, DependenciesAlgorithm]
 
 
 def model_files(folder=MODEL_DIR):

@@ -136,3 +136,20 @@ def test_superresolve_without_region_raster_names_the_file(run_alg, chain, tmp_p
     with pytest.raises(QgsProcessingException, match="gib_r0_c0.tif"):
         run_alg("classxrf:superresolve", {"GIB": str(chain["tmp"] / "gib"), "ALBEDO": chain["sim"]["ALBEDO"],
                                           "REGION_I": 0, "REGION_J": 0, "OUTPUT": str(tmp_path / "x.tif")})
+
+
+def test_the_archive_algorithm_runs_a_simulated_archive_and_resumes(run_alg, tmp_path):
+    """classxrf:archive through processing.run on three simulated days (serially: the worker process
+    of the plugin runs the days); a second run in the same workspace runs nothing again."""
+    import json
+    sim = run_alg("classxrf:simulate", {"SEED": 9, "TRACKS": 3, "TRACK_GAP_S": 86400, "FLARE_CLASS": "C",
+                                        "OUTPUT_FOLDER": str(tmp_path / "sim")})
+    params = {"INPUT": sim["FRAMES"], "XSM_FOLDER": sim["XSM"], "WORKSPACE": str(tmp_path / "ws"),
+              "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"], "BACKGROUND": sim["BACKGROUND"], "ALBEDO": sim["ALBEDO"],
+              "SCHEDULER": "serial"}
+    res = run_alg("classxrf:archive", params)
+    manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
+    assert res["N_DONE"] == 3 and res["N_FAILED"] == 0 and len(manifest["gib_days"]) == 3
+    assert sorted(p.name for p in (tmp_path / "ws" / "gib").glob("gib_r*_c*.tif"))
+    again = run_alg("classxrf:archive", params)
+    assert again["N_DONE"] == 3 and json.loads((tmp_path / "ws" / "manifest.json").read_text()) == manifest

@@ -20,7 +20,7 @@ def test_every_stage_algorithm_takes_its_parameters_from_its_spec(plugin):
     _, default_of_field = _core()
     classes = _spec_algorithms()
     assert {c.SPEC.STAGE for c in classes} == {"simulate", "coadd", "solarfit", "invert", "populate",
-                                               "superresolve", "basemap"}
+                                               "superresolve", "basemap", "archive"}
     for cls in classes:
         alg = cls()
         alg.initAlgorithm()
@@ -55,6 +55,21 @@ def test_invert_to_spec(plugin):
         InvertAlgorithm.to_spec(dict(values, E_MIN=3.5, E_MAX=1.0))
     with pytest.raises(ClassXRFError, match=r"RMF"):
         InvertAlgorithm.to_spec(dict(values, RMF=None))
+
+
+def test_archive_to_spec(plugin):
+    ClassXRFError, _ = _core()
+    from class_qgis.processing_provider.archive_alg import ArchiveAlgorithm
+    values = {"INPUT": "/pradan/class", "XSM_FOLDER": "/pradan/xsm", "XSM_FILE": None, "WORKSPACE": "/w",
+              "RMF": "r.rmf", "ARF": "a.arf", "BACKGROUND": "b.pha", "ALBEDO": "alb.tif", "SCHEDULER": " tcp://h:8786 ",
+              "WORKERS": 0, "MEMORY_LIMIT": "", "WINDOW": 12, "STRIDE": 12, "FIT_NORM": True,
+              "FLARE_CATALOG": None, "FLARE_CLASSES": ["b", "C"]}
+    spec = ArchiveAlgorithm.to_spec(values)
+    assert spec.inputs == ["/pradan/class"] and spec.xsm == "/pradan/xsm" and spec.scheduler == "tcp://h:8786"
+    assert spec.allowed_classes == ("B", "C") and spec.stride == 12
+    assert ArchiveAlgorithm.to_spec(dict(values, XSM_FILE="/x/typeII.pha")).xsm == "/x/typeII.pha"
+    with pytest.raises(ClassXRFError, match="XSM"):
+        ArchiveAlgorithm.to_spec(dict(values, XSM_FOLDER=None))
 
 
 def test_coadd_and_solarfit_to_spec_map_their_two_inputs_to_one(plugin):
