@@ -82,14 +82,16 @@ def fit_variogram(x, y, z, variogram_model="spherical", nlags=6):
     return kr.variogram_function, list(kr.variogram_model_parameters)
 
 
-def dual_kriging(x, y, z, qx, qy, variogram, drift_obs=None, drift_q=None, chunk=8192):
+def dual_kriging(x, y, z, qx, qy, variogram, drift_obs=None, drift_q=None, chunk=8192, exact=True):
     """Ordinary (no drift) or universal kriging (drift columns ``drift_obs`` (n, D) at the observations,
     ``drift_q`` (m, D) at the queries, plus the constant) of ``z`` at (x, y) onto (qx, qy), in the dual
     form: the system [[-gamma, F], [F^T, 0]] [lambda; mu] = [z; 0] (F = [1, drift]) is solved once and
     z*(q) = sum_i -gamma(|q - x_i|) lambda_i + f(q) . mu, equal to the usual weights-times-data form
     (the system is symmetric) at the cost of one product per query. ``variogram``: (function,
     parameters) as :func:`fit_variogram` returns; gamma(0) = 0 (an exact interpolator, PyKrige's
-    convention)."""
+    convention). ``exact=False``: the nugget is measurement noise, not signal: at a query on an
+    observation gamma takes its limit from above (the nugget) instead of 0, so the estimate there is
+    the smooth kriged signal, as PyKrige's ``exact_values=False``."""
     from scipy.spatial.distance import cdist
 
     fn, par = variogram
@@ -117,7 +119,8 @@ def dual_kriging(x, y, z, qx, qy, variogram, drift_obs=None, drift_q=None, chunk
     for s0 in range(0, len(q), chunk):
         dq = cdist(q[s0:s0 + chunk], obs)
         b = -fn(par, dq)
-        b[dq == 0] = 0.0
+        if exact:
+            b[dq == 0] = 0.0
         out[s0:s0 + chunk] = b @ lam[:n] + Fq[s0:s0 + chunk] @ lam[n:]
     return out
 

@@ -15,16 +15,18 @@ import numpy as np
 from .baselines import _subset, dual_kriging, fit_variogram
 
 
-def dual_ordinary_kriging(x, y, z, qx, qy, variogram_model="spherical", max_points=4000, seed=0, nlags=6):
+def dual_ordinary_kriging(x, y, z, qx, qy, variogram_model="spherical", max_points=4000, seed=0, nlags=6,
+                          exact=True):
     """Ordinary kriging of ``z`` at (x, y) (km) onto the query points (qx, qy), on at most ``max_points``
     observations (a seeded subset beyond): the variogram fitted by PyKrige's ``OrdinaryKriging`` with
-    ``nlags`` lag bins, the system solved once in the dual form (:func:`.baselines.dual_kriging`)."""
+    ``nlags`` lag bins, the system solved once in the dual form (:func:`.baselines.dual_kriging`;
+    ``exact=False``: the nugget filtered as measurement noise)."""
     sub = _subset(len(z), max_points, seed)
     x, y, z = np.asarray(x, float)[sub], np.asarray(y, float)[sub], np.asarray(z, float)[sub]
     if len(z) < 3 or np.ptp(z) == 0:
         return np.full(len(qx), float(np.mean(z)) if len(z) else 0.0)
     vg = fit_variogram(x, y, z, variogram_model, nlags)
-    return dual_kriging(x, y, z, qx, qy, vg)
+    return dual_kriging(x, y, z, qx, qy, vg, exact=exact)
 
 
 def _kriged_residuals(x, y, resid, qx, qy, s):
@@ -32,7 +34,7 @@ def _kriged_residuals(x, y, resid, qx, qy, s):
     if len(resid) < 3:
         return np.full(len(qx), float(np.mean(resid)) if len(resid) else 0.0)
     return dual_ordinary_kriging(x, y, resid, qx, qy, max_points=s.kriging_points, seed=s.seed,
-                                 nlags=s.variogram_lags)
+                                 nlags=s.variogram_lags, exact=not s.kriging_nugget)
 
 
 def pixel_residual_kriging(gx, gy, sel, resid, qsel, s):

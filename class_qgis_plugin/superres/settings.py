@@ -59,6 +59,9 @@ class SuperResSettings:
                                    # would pass only later); 0: always train every sweep
     residual_kriging: bool = True  # add the ordinary-kriged residuals of the observed pixels (regression kriging)
     kriging_points: int = 4000     # observations in the residual kriging system (seeded subset beyond)
+    kriging_nugget: bool = True    # the variogram's nugget is measurement noise: the kriged map at an observed
+                                   # pixel is the smooth signal (PyKrige's exact_values=False), not the pixel's own
+                                   # value (False: an exact interpolator, which leaves a dot at every observed pixel)
     variogram_lags: int = 20       # lag bins of the residual variogram fit (PyKrige's default 6 spreads them over
                                    # the whole region: ~250 km bins cannot resolve 50-100 km correlation lengths)
     min_obs: int = 10              # an element observed on fewer pixels is not predicted (NaN band)

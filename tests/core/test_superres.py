@@ -314,6 +314,28 @@ def test_dual_kriging_equals_pykrige():
     np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-6, atol=1e-8)
 
 
+def test_kriging_with_the_nugget_as_noise_equals_pykrige_and_leaves_no_dots():
+    """Queries on the observations and between them: with the nugget as measurement noise the estimate
+    is PyKrige's ``exact_values=False`` one, a smooth surface through the noisy data; the exact
+    interpolator returns each observation's own value on it (a dot where the data are noisy)."""
+    from pykrige.ok import OrdinaryKriging
+    rng = np.random.default_rng(3)
+    # pairs of nearby observations with noise of unit variance: PyKrige fits a nugget (0.74)
+    x = np.repeat(rng.uniform(0, 300, 100), 2) + rng.normal(0, 2, 200)
+    y = np.repeat(rng.uniform(0, 200, 100), 2) + rng.normal(0, 2, 200)
+    z = np.sin(x / 60) + np.cos(y / 45) + rng.standard_normal(200)
+    qx, qy = np.concatenate([x[:30], rng.uniform(0, 300, 30)]), np.concatenate([y[:30], rng.uniform(0, 200, 30)])
+    ok = OrdinaryKriging(x, y, z, variogram_model="spherical", exact_values=False)
+    assert ok.variogram_model_parameters[2] > 0.5
+    ref, _ = ok.execute("points", qx, qy)
+    smooth = K.dual_ordinary_kriging(x, y, z, qx, qy, exact=False)
+    np.testing.assert_allclose(smooth, np.asarray(ref), rtol=1e-6, atol=1e-8)
+    exact = K.dual_ordinary_kriging(x, y, z, qx, qy)
+    np.testing.assert_allclose(exact[:30], z[:30], atol=1e-9)
+    truth = np.sin(x[:30] / 60) + np.cos(y[:30] / 45)
+    assert np.sqrt(np.mean((smooth[:30] - truth) ** 2)) < 0.8 * np.sqrt(np.mean((exact[:30] - truth) ** 2))
+
+
 def test_dual_universal_kriging_equals_pykrige():
     # kriging with an external drift in the dual form, against PyKrige's own UniversalKriging.execute
     # with the same observations and its fitted variogram
@@ -389,7 +411,8 @@ def test_gated_off_network_leaves_drift_plus_residual_kriging():
     exactly the classical drift + ordinarily-kriged residuals. Rebuilt here without the module: the
     "linear" drift (1, mare flag, latitude and longitude scaled to [-1, 1]) fitted by numpy's least
     squares on the observed pixels, its residuals kriged by PyKrige's OrdinaryKriging (spherical, 20 lag
-    bins: the default ``variogram_lags``) on local equirectangular km. With the gate open the network's
+    bins: the default ``variogram_lags``; the nugget as measurement noise, ``exact_values=False``: the
+    default ``kriging_nugget``) on local equirectangular km. With the gate open the network's
     correction is in the map and the same comparison sees it."""
     from pykrige.ok import OrdinaryKriging
     d, w, mare = _tiny_case()
@@ -407,7 +430,8 @@ def test_gated_off_network_leaves_drift_plus_residual_kriging():
     for e in range(8):
         t = obs[..., e].ravel()[m].astype(np.float64)
         drift = X @ np.linalg.lstsq(X[m], t, rcond=None)[0]
-        rk, _ = OrdinaryKriging(x[m], y[m], t - drift[m], variogram_model="spherical", nlags=20).execute("points", x, y)
+        rk, _ = OrdinaryKriging(x[m], y[m], t - drift[m], variogram_model="spherical", nlags=20,
+                                exact_values=False).execute("points", x, y)    # the nugget as noise
         ref[e] = np.maximum(drift + np.asarray(rk), 0.0)
     tol = dict(rtol=3e-5, atol=1e-5)       # the drift's ridge (1e-6 of the normal matrix's trace) and float32
     np.testing.assert_allclose(pred.reshape(8, -1), ref, **tol)
