@@ -11,10 +11,16 @@ workspace::
     days/YYYYMMDD/          obs.gpkg, obs_solar.gpkg, abund.gpkg (the layers), coadded/, solar/, points.gpkg
     unzipped/YYYYMMDD/      the frames of a day that came zipped
     gib/                    the GIB
+    superres/               per region its map (superres_r{i}_c{j}.tif) and its halo prediction (.npz)
+    mosaic/                 one cloud-optimised GeoTIFF per element (mosaic_{El}.tif, :mod:`mosaic`)
 
 Days: folders named ``YYYYMMDD`` that hold CLASS L1 FITS files, and zip files whose name carries
 the date (as PRADAN ships them), anywhere under the input folders; a day found in several places
 takes the frames of all of them.
+
+Super-resolution (``superres``): every GIB region, one task each, with a halo of its neighbours'
+data (:func:`run_region`), then the mosaic by the driver. A region is redone when the GIB's days
+or the super-resolution settings changed (a signature in the manifest).
 
 Resuming: a day recorded as done (its abundance layer present) is not run again; a day a killed
 run left half-written is run again from nothing (its folder is removed first); a day that failed is
@@ -35,6 +41,8 @@ import shutil
 import time
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from .errors import Cancelled, ClassXRFError
 from .progress import as_progress
@@ -123,13 +131,22 @@ def run_day(day, sources, workspace, cfg):
     return record
 
 
+def _path(x):
+    return None if not x else os.path.abspath(os.fspath(x))
+
+
 def stage_settings(p):
-    """The per-day settings of an :class:`specs.ArchiveParams`, as plain values (sent to workers)."""
-    def path(x):
-        return None if not x else os.path.abspath(os.fspath(x))
-    return dict(rmf=path(p.rmf), arf=path(p.arf), background=path(p.background), xsm=path(p.xsm),
-                flare_catalog=path(p.flare_catalog), allowed_classes=list(p.allowed_classes), window=p.window,
+    """The per-day settings of an :class:`specs.ArchiveParams`, as plain values (sent to workers; a
+    workspace keeps them: its days were made with them)."""
+    return dict(rmf=_path(p.rmf), arf=_path(p.arf), background=_path(p.background), xsm=_path(p.xsm),
+                flare_catalog=_path(p.flare_catalog), allowed_classes=list(p.allowed_classes), window=p.window,
                 stride=p.stride, fit_norm=p.fit_norm)
+
+
+def region_settings(p):
+    """The super-resolution settings of an :class:`specs.ArchiveParams` (a region is redone when they
+    or the GIB's days change)."""
+    return dict(albedo=_path(p.albedo), halo_px=int(p.halo_px), training=dict(p.training or {}), device=p.device)
 
 
 def read_manifest(workspace):
@@ -160,7 +177,8 @@ def _is_done(ws, rec):
 
 def run_archive(p, progress=None):
     """Run the archive of an :class:`specs.ArchiveParams` ``p``; returns a summary (days run,
-    skipped, failed with reasons; the GIB's days; the dashboard link)."""
+    skipped, failed with reasons; the GIB's days; the regions super-resolved; the mosaic's files and
+    seam ratios; the dashboard link)."""
     prog = as_progress(progress)
     ws = Path(p.workspace).resolve()
     ws.mkdir(parents=True, exist_ok=True)
@@ -175,10 +193,13 @@ def run_archive(p, progress=None):
         raise ClassXRFError(p.inputs[0], "no CLASS L1 days (YYYYMMDD folders of FITS files or dated zip files)")
     skipped = [d for d in days if _is_done(ws, manifest["days"].get(d, {}))]
     todo = [d for d in days if d not in skipped]
-    summary = dict(workspace=str(ws), n_days=len(days), skipped=skipped, ran=[], failed={}, dashboard=None)
+    summary = dict(workspace=str(ws), n_days=len(days), skipped=skipped, ran=[], failed={}, dashboard=None,
+                   regions_run=[], regions_skipped=[], regions_failed={}, mosaic=[], seam_ratio={},
+                   mosaic_elements=[])
     prog.set(0.0, f"{len(days)} days: {len(skipped)} done before, {len(todo)} to run")
+    share = (0.6, 0.7, 0.97) if p.superres else (0.9, 1.0, 1.0)     # progress at the end of each phase
 
-    def record(day, rec):
+    def record_day(day, rec):
         manifest["days"][day] = rec
         write_manifest(ws, manifest)
         if rec["status"] == "done":
@@ -186,32 +207,85 @@ def run_archive(p, progress=None):
         else:
             summary["failed"][day] = rec["reason"]
         n = len(summary["ran"]) + len(summary["failed"])
-        prog.set(0.9 * n / max(len(todo), 1), f"day {day}: {rec['status']} ({n} of {len(todo)})")
+        prog.set(share[0] * n / max(len(todo), 1), f"day {day}: {rec['status']} ({n} of {len(todo)})")
 
-    if todo:
-        if p.scheduler.strip().lower() == SERIAL:
-            from .parallel import blas_threads
-            for day in todo:
-                prog.check()
-                # numpy's BLAS on one thread, as in a Dask worker: its sums then round the same way
-                # (a multi-threaded matrix product splits them by thread), so both give identical values
-                with blas_threads(1):
-                    record(day, _guarded(run_day, day, days[day], str(ws), cfg))
-        else:
-            summary["dashboard"] = _run_on_dask(p, todo, days, ws, cfg, record, prog)
-    done = [d for d in days if _is_done(ws, manifest["days"].get(d, {}))]
-    summary["gib_days"] = _populate(p, ws, manifest, done, prog)
-    summary["gib"] = str(ws / "gib")
+    runner = _Runner(p, prog)
+    try:
+        runner.run([(d, run_day, (d, days[d], str(ws), cfg)) for d in todo], record_day)
+        done = [d for d in days if _is_done(ws, manifest["days"].get(d, {}))]
+        summary["gib_days"] = _populate(p, ws, manifest, done, prog, share[0], share[1])
+        summary["gib"] = str(ws / "gib")
+        if p.superres and summary["gib_days"]:
+            _superres_and_mosaic(ws, manifest, region_settings(p), runner, summary, prog, share)
+    finally:
+        summary["dashboard"] = runner.close()
     prog.set(1.0, f"archive: {len(summary['ran'])} days run, {len(skipped)} done before, "
-                  f"{len(summary['failed'])} failed")
+                  f"{len(summary['failed'])} failed; {len(summary['regions_run'])} regions super-resolved")
     return summary
 
 
-def _guarded(fn, day, *args):
-    """``fn(day, ...)``'s record, or a failed record with the reason when the day cannot be done."""
+class _Runner:
+    """Runs tasks ``(name, fn, args)`` here one after another (``scheduler="serial"``) or on Dask
+    (the client made on first use, kept for every phase), handing each task's record to
+    ``record(name, rec)`` as it finishes; a failing task gives a failed record, a cancel cancels the
+    tasks not yet finished."""
+
+    def __init__(self, p, prog):
+        self.p, self.prog = p, prog
+        self.serial = p.scheduler.strip().lower() == SERIAL
+        self.client = None
+        self.link = None
+
+    def run(self, tasks_, record):
+        if not tasks_:
+            return
+        if self.serial:
+            from .parallel import blas_threads
+            for name, fn, args in tasks_:
+                self.prog.check()
+                # numpy's BLAS on one thread, as in a Dask worker: its sums then round the same way
+                # (a multi-threaded matrix product splits them by thread), so both give identical values
+                with blas_threads(1):
+                    record(name, _guarded(fn, *args))
+            return
+        from distributed import wait
+        if self.client is None:
+            self.client = dask_client(self.p.scheduler.strip(), self.p.workers, self.p.memory_limit)
+            self.link = getattr(self.client, "dashboard_link", None)
+            n = len(self.client.scheduler_info().get("workers", {}))
+            self.prog.set(0.0, f"Dask: {n} workers; dashboard {self.link}")
+        futures = {self.client.submit(fn, *args, key=f"classxrf-{name}-{os.getpid()}-{time.time_ns()}", pure=False):
+                   name for name, fn, args in tasks_}
+        pending = set(futures)
+        try:
+            while pending:
+                self.prog.check()
+                try:
+                    res = wait(list(pending), timeout=0.5, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    continue
+                for fut in res.done:
+                    pending.discard(fut)
+                    record(futures[fut], fut.result() if fut.status == "finished" else _failed(fut.exception()))
+        except Cancelled:
+            self.client.cancel(list(pending), force=True)
+            raise
+
+    def close(self):
+        if self.client is not None:
+            cluster = getattr(self.client, "cluster", None)
+            self.client.close()
+            if cluster is not None:
+                cluster.close()
+            self.client = None
+        return self.link
+
+
+def _guarded(fn, *args):
+    """``fn(*args)``'s record, or a failed record with the reason when the task cannot be done."""
     try:
-        return fn(day, *args)
-    except Exception as exc:        # a day that fails is reported; the others go on (a cancel goes through)
+        return fn(*args)
+    except Exception as exc:        # a task that fails is reported; the others go on (a cancel goes through)
         return _failed(exc)
 
 
@@ -256,43 +330,91 @@ def dask_client(scheduler, workers=0, memory_limit="", env=None):
     return Client(cluster)
 
 
-def _run_on_dask(p, todo, days, ws, cfg, record, prog):
-    """The days ``todo`` as Dask tasks; each finished day recorded as it comes. A cancel cancels the
-    tasks not yet finished. Returns the dashboard link."""
-    from distributed import wait
-    client = dask_client(p.scheduler.strip(), p.workers, p.memory_limit)
-    link = None
-    try:
-        link = getattr(client, "dashboard_link", None)
-        prog.set(0.0, f"Dask: {len(client.scheduler_info().get('workers', {}))} workers; dashboard {link}")
-        futures = {client.submit(run_day, day, days[day], str(ws), cfg, key=f"classxrf-day-{day}-{os.getpid()}",
-                                 pure=False): day for day in todo}
-        pending = set(futures)
-        while pending:
-            prog.check()
-            try:
-                res = wait(list(pending), timeout=0.5, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                continue
-            for fut in res.done:
-                pending.discard(fut)
-                day = futures[fut]
-                if fut.status == "finished":
-                    record(day, fut.result())
-                else:
-                    record(day, _failed(fut.exception()))
-    except Cancelled:
-        client.cancel(list(futures), force=True) if "futures" in locals() else None
-        raise
-    finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return link
+def run_region(region, workspace, cfg):
+    """Super-resolve GIB region ``(i, j)`` of the workspace with a halo of its neighbours
+    (:func:`mosaic.superresolve_with_halo`): the region's GeoTIFF ``superres/superres_r{i}_c{j}.tif``
+    (8 elements + support) and its halo prediction ``superres/halo_r{i}_c{j}.npz`` for the mosaic.
+    Returns the region's record for the manifest."""
+    from . import mosaic
+    from .geo import REGION_COLS, REGION_ROWS
+    from .superres.train import write_superres_geotiff
+
+    ws = Path(workspace)
+    i, j = (int(v) for v in region)
+    t0 = time.time()
+    res = mosaic.superresolve_with_halo(ws / "gib", cfg["albedo"], (i, j), cfg["halo_px"], cfg["training"],
+                                        cfg["device"])
+    R, _ = mosaic.region_origin(i, j)
+    r, h = R - res["r0"], res["halo"]
+    out = ws / "superres"
+    out.mkdir(exist_ok=True)
+    tif = out / f"superres_r{i}_c{j}.tif"
+    write_superres_geotiff(tif, res["prediction"][:, r:r + REGION_ROWS, h:h + REGION_COLS],
+                           res["support"][r:r + REGION_ROWS, h:h + REGION_COLS], (i, j))
+    halo = out / f"halo_r{i}_c{j}.npz"
+    tmp = out / f".halo_r{i}_c{j}.part.npz"
+    np.savez(tmp, prediction=res["prediction"], r0=res["r0"], c0=res["c0"], halo=res["halo"], region=[i, j])
+    os.replace(tmp, halo)
+    return dict(status="done", file=os.path.relpath(tif, ws), halo_file=os.path.relpath(halo, ws),
+                seconds=round(time.time() - t0, 2))
 
 
-def _populate(p, ws, manifest, done, prog):
+def _superres_and_mosaic(ws, manifest, cfg, runner, summary, prog, share):
+    """Every GIB region super-resolved (one task each; redone when the GIB's days changed), then the
+    mosaic's COGs and seam ratios (:mod:`mosaic`)."""
+    from . import mosaic
+    from .gib import region_of_path
+
+    regions = sorted({region_of_path(t) for t in (ws / "gib").glob("gib_r*_c*.tif")} - {None})
+    sig = _signature(manifest["gib_days"], cfg)
+    recs = manifest.setdefault("regions", {})
+    name = {f"r{i}_c{j}": (i, j) for i, j in regions}
+    have = [k for k in name if recs.get(k, {}).get("status") == "done" and recs[k].get("signature") == sig
+            and (ws / recs[k]["halo_file"]).exists()]
+    summary["regions_skipped"] = have
+    todo = [k for k in name if k not in have]
+
+    def record_region(key, rec):
+        rec["signature"] = sig
+        recs[key] = rec
+        write_manifest(ws, manifest)
+        if rec["status"] == "done":
+            summary["regions_run"].append(key)
+        else:
+            summary["regions_failed"][key] = rec["reason"]
+        n = len(summary["regions_run"]) + len(summary["regions_failed"])
+        prog.set(share[1] + (share[2] - share[1]) * n / max(len(todo), 1), f"region {key}: {rec['status']} "
+                 f"({n} of {len(todo)})")
+
+    runner.run([(k, run_region, (name[k], str(ws), cfg)) for k in todo], record_region)
+    m = mosaic.Mosaic()
+    done = [k for k in name if recs.get(k, {}).get("status") == "done" and recs[k].get("signature") == sig]
+    for k in done:
+        with np.load(ws / recs[k]["halo_file"]) as z:
+            m.add(dict(prediction=z["prediction"], r0=int(z["r0"]), c0=int(z["c0"]), halo=int(z["halo"]),
+                       region=tuple(int(v) for v in z["region"])))
+    if not done:
+        return
+    prog.set(share[2], "mosaic")
+    summary["mosaic"] = [str(x) for x in mosaic.write_cogs(ws / "mosaic", m, progress=prog)]
+    value, window = m.value()
+    summary["seam_ratio"] = mosaic.seam_ratios(value, window, [name[k] for k in done])
+    from .choices import ELEMENTS
+    summary["mosaic_elements"] = [el for e, el in enumerate(ELEMENTS) if np.isfinite(value[e]).any()]
+    manifest["mosaic"] = dict(signature=sig, regions=done, files=[os.path.relpath(x, ws) for x in summary["mosaic"]],
+                              seam_ratio=summary["seam_ratio"])
+    write_manifest(ws, manifest)
+
+
+def _signature(gib_days, cfg):
+    """What a region's super-resolution depends on besides its code: the GIB's days and the settings."""
+    import hashlib
+    text = json.dumps(dict(days=list(gib_days), halo=cfg["halo_px"], training=cfg["training"],
+                           albedo=cfg["albedo"]), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _populate(p, ws, manifest, done, prog, lo=0.9, hi=1.0):
     """The GIB from the days ``done`` in date order: extended with the new days when they all come
     after the last day in it, else rebuilt from nothing. Returns the days in the GIB."""
     from . import tasks
@@ -308,7 +430,7 @@ def _populate(p, ws, manifest, done, prog):
     todo = with_layers[len(have):]
     for k, day in enumerate(todo):
         prog.check()
-        prog.set(0.9 + 0.1 * k / len(todo), f"GIB: populating day {day}")
+        prog.set(lo + (hi - lo) * k / len(todo), f"GIB: populating day {day}")
         manifest["gib_pending"] = day
         write_manifest(ws, manifest)
         tasks.run("populate", layer=ws / manifest["days"][day]["layer"], albedo=p.albedo, gib_folder=gib,

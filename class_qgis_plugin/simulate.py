@@ -60,6 +60,7 @@ class SimulationConfig:
 
     seed: int = 42
     region: tuple = DEFAULT_REGION    # GIB region (i, j): 0..22.5 N, 0..45 E by default
+    regions_across: int = 1           # neighbouring regions eastwards from ``region`` the surface and tracks cover
     flare_classes: tuple = ("C",)     # one class per track, cycled
     n_tracks: int = 24
     lat_fraction: float = 1.0         # fraction of the region's latitude span each track covers
@@ -146,10 +147,24 @@ def make_surface(rng, shape=(geo.REGION_ROWS, geo.REGION_COLS)):
     return albedo.astype(np.float32), mare.astype(np.float32), wt.astype(np.float32)
 
 
+def extent(cfg):
+    """(west, south, east, north) and the pixel-centre latitude and longitude axes of the simulated
+    surface: ``cfg.region`` and ``cfg.regions_across - 1`` neighbours east of it, on the GIB's pixels."""
+    west, south, east, north = geo.region_bounds(*cfg.region)
+    n = int(cfg.regions_across)
+    if n < 1 or cfg.region[1] + n > geo.N_REGION_COLS:
+        raise ClassXRFError(None, f"{n} regions eastwards from region {tuple(cfg.region)} leave the 8 x 8 "
+                            "partition (no wrap at 180 deg)", key="regions_across")
+    east = west + geo.REGION_DLON * n
+    lat, _ = geo.region_grid(*cfg.region)
+    lon = west + geo.PIXEL_DLON * (np.arange(geo.REGION_COLS * n) + 0.5)
+    return (west, south, east, north), lat, lon
+
+
 # --------------------------------------------------------------------------- orbit tracks
 def make_tracks(cfg, rng):
     """Frames of the orbit tracks: a dict of arrays (one row per frame, dropped frames removed)."""
-    west, south, east, north = geo.region_bounds(*cfg.region)
+    (west, south, east, north), _, _ = extent(cfg)
     span = (north - south) * cfg.lat_fraction
     lat0 = 0.5 * (north + south) - 0.5 * span
     km_per_deg = np.pi * geo.MOON_RADIUS_KM / 180.0
@@ -190,9 +205,9 @@ def frame_corners(lat, lon, ascending, across_km, along_km):
     return clat, clon
 
 
-def footprint_means(wt, region, clat, clon):
-    """Mean truth composition (n, 8) of the pixels whose centres fall inside each footprint."""
-    lat_c, lon_c = geo.region_grid(*region)
+def footprint_means(wt, lat_c, lon_c, clat, clon):
+    """Mean truth composition (n, 8) of the pixels (centres ``lat_c`` x ``lon_c``) whose centres
+    fall inside each footprint."""
     out = np.empty((clat.shape[0], wt.shape[0]))
     for n in range(clat.shape[0]):
         rsel = (lat_c >= clat[n].min()) & (lat_c <= clat[n].max())
@@ -394,8 +409,8 @@ def simulate(out_dir, config=None, progress=None):
             raise ClassXRFError(None, f"unknown flare class {k!r} (use A, B, C, M or X)", key="flare_classes")
 
     p.set(0.0, "albedo and truth abundance")
-    albedo, mare, wt = make_surface(rng)
-    west, south, east, north = geo.region_bounds(*cfg.region)
+    (west, south, east, north), lat_axis, lon_axis = extent(cfg)
+    albedo, mare, wt = make_surface(rng, (lat_axis.size, lon_axis.size))
     geo.write_geotiff(out / "albedo.tif", albedo[None], west, north, geo.PIXEL_DLON, geo.PIXEL_DLAT,
                       band_names=["albedo"], overviews=True)
     geo.write_geotiff(out / "truth_abundance.tif", wt, west, north, geo.PIXEL_DLON, geo.PIXEL_DLAT,
@@ -439,7 +454,7 @@ def simulate(out_dir, config=None, progress=None):
     tr = make_tracks(cfg, rng)
     n = tr["lat"].size
     clat, clon = frame_corners(tr["lat"], tr["lon"], tr["ascending"], cfg.across_km, cfg.along_km)
-    truth = footprint_means(wt, cfg.region, clat, clon)
+    truth = footprint_means(wt, lat_axis, lon_axis, clat, clon)
     c0 = 0.5 * (west + east)
     inc = solar_angles(tr["lat"], tr["lon"], cfg.subsolar_lat, c0 + cfg.subsolar_lon_offset)
     emis = np.abs(rng.normal(0.0, 0.5, n))

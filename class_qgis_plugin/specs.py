@@ -234,6 +234,10 @@ class SimulateParams(Spec):
                                  "a 100 + 12.5 km strip; the real CLASS co-added strips of 177 x 31 km are frames of "
                                  "31 x 31 km advancing 13.3 km.", key="FRAME_STEP_KM", kind="float", minimum=0.1,
                                  maximum=500.0, advanced=True)
+    regions_across: int = param(1, "Regions across (eastwards)", "The surface, its truth and the tracks cover this "
+                                "many neighbouring regions eastwards from the region (one continuous surface: a "
+                                "test of the mosaic's seams).", key="REGIONS_ACROSS", kind="int", minimum=1,
+                                maximum=8, advanced=True)
     track_gap_s: float = param(7080.0, "Time between tracks (s)", "One orbit (118 min) by default; longer gaps "
                                "spread the tracks over more days (a small archive of day folders).",
                                key="TRACK_GAP_S", kind="float", minimum=60.0, advanced=True)
@@ -247,6 +251,9 @@ class SimulateParams(Spec):
             raise self.error("flare_classes", "give at least one flare class")
         if bool(self.rmf) != bool(self.arf):
             raise self.error("arf" if self.rmf else "rmf", "a real response needs both the RMF and the ARF")
+        if self.region_j + self.regions_across > N_REGION_COLS:
+            raise self.error("regions_across", f"{self.regions_across} regions eastwards from column "
+                             f"{self.region_j} leave the 8 x 8 partition (no wrap at 180 deg)")
 
 
 #: co-add strategies (see :mod:`coadd`)
@@ -534,12 +541,28 @@ class ArchiveParams(Spec):
                          "each.", key="WORKERS", kind="int", minimum=0, advanced=True)
     memory_limit: str = param("", "Memory limit per local worker", "e.g. 4GB; empty: Dask's share of the "
                               "machine's memory.", key="MEMORY_LIMIT", kind="string", advanced=True)
+    superres: bool = param(True, "Super-resolve every region and build the mosaic", "Each GIB region super-resolved "
+                           "with a halo of its neighbours' data (one task each), then one cloud-optimised GeoTIFF "
+                           "per element, blended across region borders.", key="SUPERRES", kind="bool")
+    halo_px: int = param(32, "Halo (pixels of 2 km)", "Neighbours' GIB pixels around each region that its "
+                         "super-resolution sees; the mosaic cross-fades regions over twice this width (0: plain "
+                         "tiling, which steps at the borders).", key="HALO_PX", kind="int", minimum=0, maximum=341,
+                         advanced=True)
+    training: dict = param({}, "Super-resolution training settings (JSON)", "Fields of the training settings, as in "
+                           "super-resolve region (e.g. {\"sweeps\": 3}); empty: its defaults.", key="TRAINING",
+                           kind="json", advanced=True)
+    device: str = param("cpu", "Device", "cuda where a GPU is present.", key="DEVICE", kind="enum", choices=DEVICES,
+                        advanced=True)
 
     def _convert(self):
         super()._convert()
         self.allowed_classes = tuple(c.upper() for c in self.allowed_classes or ())
         self.scheduler = (self.scheduler or "").strip()
         self.memory_limit = (self.memory_limit or "").strip()
+
+    def check_stage(self):
+        from .superres.settings import SuperResSettings
+        SuperResSettings.from_dict(self.training or {})
 
 
 SPECS = {cls.STAGE: cls for cls in (SimulateParams, CoaddParams, SolarFitParams, InvertParams, PopulateParams,

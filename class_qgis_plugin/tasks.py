@@ -42,7 +42,8 @@ def simulate(p, progress=None):
 
     cfg = SimulationConfig(seed=p.seed, region=(p.region_i, p.region_j), n_tracks=p.tracks,
                            flare_classes=p.flare_classes, rmf=p.rmf, arf=p.arf, across_km=p.frame_across_km,
-                           along_km=p.frame_along_km, step_km=p.frame_step_km, orbit_gap_s=p.track_gap_s)
+                           along_km=p.frame_along_km, step_km=p.frame_step_km, orbit_gap_s=p.track_gap_s,
+                           regions_across=p.regions_across)
     folder = os.path.abspath(p.folder)
     with _open([folder], folder) as tx:
         staging = tx.tree(folder)

@@ -643,8 +643,38 @@ def _albedo_and_mare(albedo, lat, lon):
     return a, np.where(np.isfinite(a) & (a < thr), 1.0, 0.0).astype(np.float32)
 
 
+def superresolve_grid(target, err, nobs, lat, lon, albedo, footprints=None, settings=None, device="cpu",
+                      progress=None, exclude=None, cache_dir=None, source=None):
+    """Super-resolve a grid of GIB pixels (a region, or a region with a halo of its neighbours':
+    :mod:`class_qgis_plugin.mosaic`): ``target``/``err`` (rows, cols, 8) wt% and errors, ``nobs``
+    (rows, cols), on the pixel-centre axes ``lat`` (rows,) and ``lon`` (cols,); ``albedo`` an array
+    on the grid or a raster path; ``footprints`` a :class:`.kriging.FootprintGroups` of the grid or
+    None; ``cache_dir`` for the features; ``source`` names the GIB in errors. Returns ``(prediction
+    (8, rows, cols) float32 wt%, support (rows, cols) km to the nearest observed pixel, curve)``."""
+    from .features import region_features
+
+    s = SuperResSettings.from_dict(settings)
+    s.validate()
+    p = as_progress(progress)
+    mask = _observed_mask(source, target, nobs, exclude)
+    a, mare = _albedo_and_mare(albedo, lat, lon)
+    p.set(0.0, "surface features")
+    w_feat, _names = region_features(a, extractor=s.extractor, k=s.n_features, target=target, target_mask=mask,
+                                     window=s.window, resnet_weights=s.resnet_weights,
+                                     cache_dir=s.cache_dir or cache_dir, device=device, seed=s.seed,
+                                     progress=subrange(p, 0.0, 0.1))
+    pw = gib_pixel_weight(target, err, mask)
+    pred, curve = fit_predict_grid(w_feat, lat, lon, mare, target, mask, pw, s, device=device,
+                                   progress=subrange(p, 0.1, 0.98), albedo=a, footprints=footprints)
+    if curve:
+        curve[-1]["fit_level"] = "footprint" if footprints is not None and s.footprint_loss else "pixel"
+    support = support_distance_km(mask, lat, lon)
+    p.set(1.0, "done")
+    return pred, support, curve
+
+
 def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", progress=None, exclude=None):
-    """Super-resolve region (i, j) from its GIB raster and the albedo.
+    """Super-resolve region (i, j) from its GIB raster and the albedo (:func:`superresolve_grid`).
 
     ``gib_tif``: the region's GIB GeoTIFF (bands 1-8 wt%, 9-16 their errors, 17 n_obs:
     :func:`class_qgis_plugin.gib.read_gib`); its sidecar's footprint records, when it has one
@@ -656,30 +686,12 @@ def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", pr
     ``exclude`` (342, 682) bool: observed pixels kept out of training (validation hold-out).
     """
     from ..geo import region_grid
-    from .features import region_features
 
-    s = SuperResSettings.from_dict(settings)
-    s.validate()
-    p = as_progress(progress)
-    i, j = region
-    lat, lon = region_grid(i, j)
+    lat, lon = region_grid(*region)
     target, err, nobs, _ = read_gib(gib_tif)
-    mask = _observed_mask(gib_tif, target, nobs, exclude)
-    a, mare = _albedo_and_mare(albedo, lat, lon)
-    cache_dir = s.cache_dir or os.path.join(os.path.dirname(os.path.abspath(str(gib_tif))), ".superres_cache")
-    p.set(0.0, "surface features")
-    w_feat, _names = region_features(a, extractor=s.extractor, k=s.n_features, target=target, target_mask=mask,
-                                     window=s.window, resnet_weights=s.resnet_weights, cache_dir=cache_dir,
-                                     device=device, seed=s.seed, progress=subrange(p, 0.0, 0.1))
-    pw = gib_pixel_weight(target, err, mask)
-    fpg = footprint_groups_of_gib(gib_tif, region)
-    pred, curve = fit_predict_grid(w_feat, lat, lon, mare, target, mask, pw, s, device=device,
-                                   progress=subrange(p, 0.1, 0.98), albedo=a, footprints=fpg)
-    if curve:
-        curve[-1]["fit_level"] = "footprint" if fpg is not None and s.footprint_loss else "pixel"
-    support = support_distance_km(mask, lat, lon)
-    p.set(1.0, "done")
-    return pred, support, curve
+    cache_dir = os.path.join(os.path.dirname(os.path.abspath(str(gib_tif))), ".superres_cache")
+    return superresolve_grid(target, err, nobs, lat, lon, albedo, footprint_groups_of_gib(gib_tif, region),
+                             settings, device, progress, exclude, cache_dir, gib_tif)
 
 
 def write_superres_geotiff(path, prediction, support, region):

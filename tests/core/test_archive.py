@@ -34,7 +34,7 @@ def sim(tmp_path_factory):
 
 def _params(sim, ws, **kw):
     return dict(dict(inputs=[sim["l1"]], xsm=sim["xsm"], workspace=str(ws), rmf=sim["rmf"], arf=sim["arf"],
-                     background=sim["background"], albedo=sim["albedo"], scheduler="serial"), **kw)
+                     background=sim["background"], albedo=sim["albedo"], scheduler="serial", superres=False), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +171,32 @@ def test_days_are_found_in_folders_and_dated_zips(sim):
     assert list(days) == DAYS
     assert days[DAYS[0]][0][0] == "folder" and days[DAYS[2]] == [("zip", os.path.join(sim["l1"],
                                                                                     f"ch2_cla_l1_{DAYS[2]}.zip"))]
+
+
+#: super-resolution settings that train in seconds (the map's accuracy is benchmarks/bench_superres.py's)
+QUICK = {"sweeps": 1, "phase1_sweeps": 0, "n_features": 10, "kriging_points": 300, "subgraph_size": 12, "stride": 12,
+         "k": 4, "hidden": 8, "cnn_channels": [4, 4, 4], "fusion": 8, "steps_per_subgraph": 1, "gate_probe": 0}
+
+
+def test_two_neighbouring_regions_make_one_seamless_mosaic(tmp_path):
+    """One simulated day over two neighbouring regions (one continuous surface): each region
+    super-resolved with a halo of the other's data, the mosaic's COGs across both, and at their
+    border the map steps no more than twice its step inside them (the issue's criterion); a second
+    run redoes nothing."""
+    import rasterio
+    s = tasks.run("simulate", folder=tmp_path / "sim", tracks=16, regions_across=2, flare_classes=("C", "M"))
+    p = dict(inputs=[s["frames"]], xsm=s["xsm"], workspace=str(tmp_path / "ws"), rmf=s["rmf"], arf=s["arf"],
+             background=s["background"], albedo=s["albedo"], scheduler="serial", training=QUICK)
+    summary = tasks.run("archive", p)
+    assert sorted(summary["regions_run"]) == ["r3_c4", "r3_c5"] and not summary["regions_failed"]
+    assert len(summary["mosaic"]) == len(ELEMENTS)
+    with rasterio.open(summary["mosaic"][ELEMENTS.index("Mg")]) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and src.overviews(1)
+        assert src.bounds.left < 0.0 + 1e-9 and src.bounds.right > 90.0 - 1e-9      # both regions and the halo
+    predicted = {el: r for el, r in summary["seam_ratio"].items() if np.isfinite(r)}
+    assert {"Mg", "Al", "Si", "Ca"} <= set(predicted)
+    assert all(r <= 2.0 for r in predicted.values()), summary["seam_ratio"]
+    for k in ("r3_c4", "r3_c5"):
+        assert (tmp_path / "ws" / "superres" / f"superres_{k}.tif").exists()
+    again = tasks.run("archive", p)
+    assert again["regions_run"] == [] and sorted(again["regions_skipped"]) == ["r3_c4", "r3_c5"]

@@ -138,18 +138,32 @@ def test_superresolve_without_region_raster_names_the_file(run_alg, chain, tmp_p
                                           "REGION_I": 0, "REGION_J": 0, "OUTPUT": str(tmp_path / "x.tif")})
 
 
+QUICK = {"sweeps": 1, "phase1_sweeps": 0, "n_features": 10, "kriging_points": 300, "subgraph_size": 12, "stride": 12,
+         "k": 4, "hidden": 8, "cnn_channels": [4, 4, 4], "fusion": 8, "steps_per_subgraph": 1, "gate_probe": 0}
+
+
 def test_the_archive_algorithm_runs_a_simulated_archive_and_resumes(run_alg, tmp_path):
-    """classxrf:archive through processing.run on three simulated days (serially: the worker process
-    of the plugin runs the days); a second run in the same workspace runs nothing again."""
+    """classxrf:archive as the Toolbox runs it on three simulated days (serially: the worker process
+    of the plugin runs the days), super-resolution and mosaic included (quick training); the mosaic's
+    COGs load styled; a second run in the same workspace runs nothing again."""
     import json
     sim = run_alg("classxrf:simulate", {"SEED": 9, "TRACKS": 3, "TRACK_GAP_S": 86400, "FLARE_CLASS": "C",
                                         "OUTPUT_FOLDER": str(tmp_path / "sim")})
     params = {"INPUT": sim["FRAMES"], "XSM_FOLDER": sim["XSM"], "WORKSPACE": str(tmp_path / "ws"),
               "RMF": sim["RMF_OUT"], "ARF": sim["ARF_OUT"], "BACKGROUND": sim["BACKGROUND"], "ALBEDO": sim["ALBEDO"],
-              "SCHEDULER": "serial"}
-    res = run_alg("classxrf:archive", params)
+              "SCHEDULER": "serial", "SUPERRES": True, "TRAINING": json.dumps(QUICK)}
+    import processing
+    from qgis.PyQt.QtCore import QCoreApplication
+    res = processing.runAndLoadResults("classxrf:archive", params)    # as the Toolbox runs it: outputs loaded
+    QCoreApplication.processEvents()
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
     assert res["N_DONE"] == 3 and res["N_FAILED"] == 0 and len(manifest["gib_days"]) == 3
     assert sorted(p.name for p in (tmp_path / "ws" / "gib").glob("gib_r*_c*.tif"))
+    # the mosaic's COGs load styled (the elements some region predicts)
+    from qgis.core import QgsProject
+    loaded = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("Mosaic ")]
+    assert res["MOSAIC"] and any(lyr.name() == "Mosaic Mg (wt%)" for lyr in loaded)
+    assert all(lyr.isValid() and lyr.renderer().type() == "singlebandpseudocolor" for lyr in loaded)
+    QgsProject.instance().removeMapLayers([lyr.id() for lyr in loaded])     # leave the project as it was
     again = run_alg("classxrf:archive", params)
     assert again["N_DONE"] == 3 and json.loads((tmp_path / "ws" / "manifest.json").read_text()) == manifest

@@ -1,12 +1,12 @@
 """The Processing Toolbox lists the provider in pipeline order: QGIS's own toolbox model
 (``QgsProcessingToolboxProxyModel``, which sorts groups and algorithm names alphabetically with a
 locale-aware compare) reads simulate, co-add, solar fit, invert, populate, super-resolve; basemap,
-export map; the chain model; set-up. The algorithm ids stay what they were."""
+export map; the chain model, the mission archive; set-up. The algorithm ids stay what they were."""
 from qgis.core import QgsApplication
 
 PIPELINE = ["classxrf:simulate", "classxrf:coadd", "classxrf:solarfit", "classxrf:invert", "classxrf:populate",
             "classxrf:superresolve", "classxrf:basemap", "classxrf:exportmap", "classxrf:classxrf_chain",
-            "classxrf:dependencies"]
+            "classxrf:archive", "classxrf:dependencies"]
 
 
 def _toolbox_listing():
@@ -44,5 +44,5 @@ def test_display_names_carry_the_step_and_ids_are_unchanged(plugin):
     names = {a: reg.algorithmById(a).displayName() for a in PIPELINE}
     assert names["classxrf:simulate"] == "1.1 Simulate a CLASS data set (known truth)"
     assert names["classxrf:solarfit"].startswith("3.1 ") and names["classxrf:invert"].startswith("3.2 ")
-    assert names["classxrf:classxrf_chain"].startswith("6.1 ")
+    assert names["classxrf:classxrf_chain"].startswith("6.1 ") and names["classxrf:archive"].startswith("6.2 ")
     assert {a.id() for a in reg.providerById("classxrf").algorithms()} == set(PIPELINE)
