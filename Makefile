@@ -10,7 +10,7 @@ STAMP_PIP := $(VENV)/.pip-done
 export QT_QPA_PLATFORM := offscreen
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test demo demo-full bench package clean
+.PHONY: setup test demo demo-full demo-moon bench package clean
 
 setup: $(STAMP_PIP)
 
@@ -35,6 +35,11 @@ demo: setup
 demo-full: setup
 	$(PY) -m class_qgis_plugin.cli demo --out demo_output --superres
 
+# the archive run: six simulated days over two neighbouring regions on a local Dask cluster, every
+# region super-resolved with a halo, one mosaic COG per element (about 10 minutes on 2 CPU cores)
+demo-moon: setup
+	$(PY) -m class_qgis_plugin.cli demo --moon --out demo_moon
+
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
@@ -45,7 +50,7 @@ package:
 	@echo "wrote $(PLUGIN_NAME).zip"
 
 clean:
-	rm -rf $(VENV) $(PLUGIN_NAME).zip demo_output .pytest_cache
+	rm -rf $(VENV) $(PLUGIN_NAME).zip demo_output demo_moon .pytest_cache
 
 # QGIS desktop under Xvfb with the plugin installed in a temporary profile: checks the provider's
 # algorithms are registered and saves screenshot.png (basemap + a graduated abundance layer).

@@ -199,16 +199,8 @@ def run_archive(p, progress=None):
     prog.set(0.0, f"{len(days)} days: {len(skipped)} done before, {len(todo)} to run")
     share = (0.6, 0.7, 0.97) if p.superres else (0.9, 1.0, 1.0)     # progress at the end of each phase
 
-    def record_day(day, rec):
-        manifest["days"][day] = rec
-        write_manifest(ws, manifest)
-        if rec["status"] == "done":
-            summary["ran"].append(day)
-        else:
-            summary["failed"][day] = rec["reason"]
-        n = len(summary["ran"]) + len(summary["failed"])
-        prog.set(share[0] * n / max(len(todo), 1), f"day {day}: {rec['status']} ({n} of {len(todo)})")
-
+    record_day = _recorder(ws, manifest, manifest["days"], summary["ran"], summary["failed"], len(todo), prog,
+                           0.0, share[0], "day")
     runner = _Runner(p, prog)
     try:
         runner.run([(d, run_day, (d, days[d], str(ws), cfg)) for d in todo], record_day)
@@ -222,6 +214,22 @@ def run_archive(p, progress=None):
     prog.set(1.0, f"archive: {len(summary['ran'])} days run, {len(skipped)} done before, "
                   f"{len(summary['failed'])} failed; {len(summary['regions_run'])} regions super-resolved")
     return summary
+
+
+def _recorder(ws, manifest, records, ran, failed, n_todo, prog, lo, hi, label, **stamp):
+    """``record(name, rec)``: the task's record (with ``stamp`` added) into ``records`` and the
+    manifest written (the driver is its only writer), the name into ``ran`` or ``failed`` (with the
+    reason), progress from ``lo`` to ``hi``."""
+    def record(name, rec):
+        records[name] = dict(rec, **stamp)
+        write_manifest(ws, manifest)
+        if rec["status"] == "done":
+            ran.append(name)
+        else:
+            failed[name] = rec["reason"]
+        n = len(ran) + len(failed)
+        prog.set(lo + (hi - lo) * n / max(n_todo, 1), f"{label} {name}: {rec['status']} ({n} of {n_todo})")
+    return record
 
 
 class _Runner:
@@ -374,17 +382,8 @@ def _superres_and_mosaic(ws, manifest, cfg, runner, summary, prog, share):
     summary["regions_skipped"] = have
     todo = [k for k in name if k not in have]
 
-    def record_region(key, rec):
-        rec["signature"] = sig
-        recs[key] = rec
-        write_manifest(ws, manifest)
-        if rec["status"] == "done":
-            summary["regions_run"].append(key)
-        else:
-            summary["regions_failed"][key] = rec["reason"]
-        n = len(summary["regions_run"]) + len(summary["regions_failed"])
-        prog.set(share[1] + (share[2] - share[1]) * n / max(len(todo), 1), f"region {key}: {rec['status']} "
-                 f"({n} of {len(todo)})")
+    record_region = _recorder(ws, manifest, recs, summary["regions_run"], summary["regions_failed"], len(todo),
+                              prog, share[1], share[2], "region", signature=sig)
 
     runner.run([(k, run_region, (name[k], str(ws), cfg)) for k in todo], record_region)
     m = mosaic.Mosaic()

@@ -20,13 +20,11 @@ import os
 import numpy as np
 
 from . import geo
-from .choices import ELEMENTS
+from .choices import ELEMENTS, MOSAIC_HALO_PX
 from .errors import ClassXRFError
 
 MOON_ROWS = geo.N_REGION_ROWS * geo.REGION_ROWS
 MOON_COLS = geo.N_REGION_COLS * geo.REGION_COLS
-#: default halo in pixels (64 km): several footprint widths of the neighbours' data
-HALO_PX = 32
 
 
 def region_origin(i, j):
@@ -50,7 +48,7 @@ def pixel_axes(r0, r1, c0, width):
     return lat, lon
 
 
-def halo_inputs(gib_folder, region, halo=HALO_PX):
+def halo_inputs(gib_folder, region, halo=MOSAIC_HALO_PX):
     """The GIB on region ``(i, j)``'s grid grown by ``halo`` pixels: wt% and errors (rows, cols, 8),
     n_obs (rows, cols) from every region raster of the folder the window touches (NaN / 0 where
     none), its footprints (:class:`superres.kriging.FootprintGroups` re-indexed to the window, from
@@ -104,7 +102,7 @@ def halo_inputs(gib_folder, region, halo=HALO_PX):
     return dict(target=target, err=err, nobs=nobs, footprints=fpg, lat=lat, lon=lon, r0=r0, c0=c0, source=own)
 
 
-def superresolve_with_halo(gib_folder, albedo, region, halo=HALO_PX, settings=None, device="cpu", progress=None):
+def superresolve_with_halo(gib_folder, albedo, region, halo=MOSAIC_HALO_PX, settings=None, device="cpu", progress=None):
     """Region ``(i, j)`` super-resolved on its grid grown by ``halo`` pixels (:func:`halo_inputs`,
     :func:`superres.train.superresolve_grid`) -> dict: ``prediction`` (8, rows, cols), ``support``,
     ``r0``, ``c0`` (the window's global origin), ``region``, ``halo``, ``curve``."""

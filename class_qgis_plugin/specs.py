@@ -17,8 +17,8 @@ import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-from .choices import (DEFAULT_REGION, ELEMENTS, GAIN_FIT_MODES, N_REGION_COLS, N_REGION_ROWS, OXYGEN_MODES,
-                      STATISTICS)
+from .choices import (DEFAULT_REGION, ELEMENTS, GAIN_FIT_MODES, MOSAIC_HALO_PX, N_REGION_COLS, N_REGION_ROWS,
+                      OXYGEN_MODES, STATISTICS)
 from .errors import ClassXRFError
 
 #: kinds of parameter: inputs (``layer``: a vector layer's file; ``file``, ``folder``, ``files``:
@@ -544,7 +544,7 @@ class ArchiveParams(Spec):
     superres: bool = param(True, "Super-resolve every region and build the mosaic", "Each GIB region super-resolved "
                            "with a halo of its neighbours' data (one task each), then one cloud-optimised GeoTIFF "
                            "per element, blended across region borders.", key="SUPERRES", kind="bool")
-    halo_px: int = param(32, "Halo (pixels of 2 km)", "Neighbours' GIB pixels around each region that its "
+    halo_px: int = param(MOSAIC_HALO_PX, "Halo (pixels of 2 km)", "Neighbours' GIB pixels around each region that its "
                          "super-resolution sees; the mosaic cross-fades regions over twice this width (0: plain "
                          "tiling, which steps at the borders).", key="HALO_PX", kind="int", minimum=0, maximum=341,
                          advanced=True)

@@ -687,6 +687,8 @@ def superresolve_region(gib_tif, albedo, region, settings=None, device="cpu", pr
     """
     from ..geo import region_grid
 
+    settings = SuperResSettings.from_dict(settings)     # a bad setting is named before any file is read
+    settings.validate()
     lat, lon = region_grid(*region)
     target, err, nobs, _ = read_gib(gib_tif)
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(str(gib_tif))), ".superres_cache")
