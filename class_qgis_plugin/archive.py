@@ -319,6 +319,7 @@ def dask_client(scheduler, workers=0, memory_limit="", env=None):
             raise ClassXRFError(None, f"cannot reach the Dask scheduler {scheduler!r}: {exc}",
                                 key="scheduler") from None
     from .parallel import n_threads
+    n = int(workers) or n_threads()        # before CLASSXRF_THREADS=1 is set for the workers below
     package_parent = str(Path(__file__).resolve().parents[1])
     worker_env = dict(env or {}, CLASSXRF_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                       PYTHONPATH=os.pathsep.join(x for x in (package_parent, os.environ.get("PYTHONPATH")) if x))
@@ -326,7 +327,7 @@ def dask_client(scheduler, workers=0, memory_limit="", env=None):
     os.environ.update(worker_env)       # the worker processes are started with this environment
     try:
         import logging
-        cluster = LocalCluster(n_workers=int(workers) or n_threads(), threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                memory_limit=memory_limit or "auto", dashboard_address=":0",
                                silence_logs=logging.ERROR)
     finally:
@@ -335,7 +336,9 @@ def dask_client(scheduler, workers=0, memory_limit="", env=None):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return Client(cluster)
+    client = Client(cluster)
+    client.wait_for_workers(n, timeout=120)
+    return client
 
 
 def run_region(region, workspace, cfg):

@@ -200,3 +200,18 @@ def test_two_neighbouring_regions_make_one_seamless_mosaic(tmp_path):
         assert (tmp_path / "ws" / "superres" / f"superres_{k}.tif").exists()
     again = tasks.run("archive", p)
     assert again["regions_run"] == [] and sorted(again["regions_skipped"]) == ["r3_c4", "r3_c5"]
+
+
+def test_the_default_local_cluster_has_a_worker_per_core():
+    pytest.importorskip("distributed")
+    from class_qgis_plugin.parallel import n_threads
+    want = n_threads()
+    client = archive.dask_client("")
+    try:
+        info = client.scheduler_info()["workers"]
+        assert len(info) == want and all(w["nthreads"] == 1 for w in info.values())
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert "CLASSXRF_THREADS" not in os.environ or os.environ["CLASSXRF_THREADS"] != "1" or want == 1
