@@ -214,4 +214,4 @@ def test_the_default_local_cluster_has_a_worker_per_core():
         cluster = client.cluster
         client.close()
         cluster.close()
-    assert "CLASSXRF_THREADS" not in os.environ or os.environ["CLASSXRF_THREADS"] != "1" or want == 1
+    assert os.environ.get("CLASSXRF_THREADS") != "1" or want == 1      # the workers' setting stays theirs
