@@ -36,7 +36,7 @@ demo-full: setup
 	$(PY) -m class_qgis_plugin.cli demo --out demo_output --superres
 
 # the archive run: six simulated days over two neighbouring regions on a local Dask cluster, every
-# region super-resolved with a halo, one mosaic COG per element (about 10 minutes on 2 CPU cores)
+# region super-resolved with a halo (a short training), one mosaic COG per element (a few minutes on 2 cores)
 demo-moon: setup
 	$(PY) -m class_qgis_plugin.cli demo --moon --out demo_moon
 

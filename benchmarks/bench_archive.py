@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from class_qgis_plugin import archive, tasks  # noqa: E402
+from class_qgis_plugin.superres.settings import FAST_TRAINING  # noqa: E402
 
 
 def _peak_mb():
@@ -64,8 +65,6 @@ def run(sim, ws, scheduler, workers):
     return dt, summary, peaks
 
 
-FAST = {"sweeps": 1, "phase1_sweeps": 0, "n_features": 30, "kriging_points": 1500, "subgraph_size": 50, "stride": 50,
-        "steps_per_subgraph": 2, "gate_probe": 0}
 
 
 def _dot_ratio(band, observed):
@@ -96,7 +95,7 @@ def mosaic_figures(tmp, tracks, training):
     for name, halo, extra in variants:
         ws = tmp / f"mosaic_{halo}_{len(extra)}"
         t0 = time.perf_counter()
-        base = FAST if training == "fast" else {}
+        base = FAST_TRAINING if training == "fast" else {}
         s = tasks.run("archive", dict(inputs=[sim["frames"]], xsm=sim["xsm"], workspace=str(ws), rmf=sim["rmf"],
                                       arf=sim["arf"], background=sim["background"], albedo=sim["albedo"],
                                       scheduler="serial", halo_px=halo, training=dict(base, **extra)))

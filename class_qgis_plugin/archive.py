@@ -398,7 +398,8 @@ def _superres_and_mosaic(ws, manifest, cfg, runner, summary, prog, share):
     if not done:
         return
     prog.set(share[2], "mosaic")
-    summary["mosaic"] = [str(x) for x in mosaic.write_cogs(ws / "mosaic", m, progress=prog)]
+    from .progress import subrange
+    summary["mosaic"] = [str(x) for x in mosaic.write_cogs(ws / "mosaic", m, progress=subrange(prog, share[2], 1.0))]
     value, window = m.value()
     summary["seam_ratio"] = mosaic.seam_ratios(value, window, [name[k] for k in done])
     from .choices import ELEMENTS
