@@ -165,10 +165,9 @@ def read_manifest(workspace):
 
 def write_manifest(workspace, manifest):
     """Write the manifest whole (a temporary file moved over the old one)."""
-    path = Path(workspace) / MANIFEST
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    from .geo import atomic_output
+    with atomic_output(Path(workspace) / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def _is_done(ws, rec):
@@ -347,7 +346,7 @@ def run_region(region, workspace, cfg):
     (8 elements + support) and its halo prediction ``superres/halo_r{i}_c{j}.npz`` for the mosaic.
     Returns the region's record for the manifest."""
     from . import mosaic
-    from .geo import REGION_COLS, REGION_ROWS
+    from .geo import REGION_COLS, REGION_ROWS, atomic_output
     from .superres.train import write_superres_geotiff
 
     ws = Path(workspace)
@@ -363,9 +362,8 @@ def run_region(region, workspace, cfg):
     write_superres_geotiff(tif, res["prediction"][:, r:r + REGION_ROWS, h:h + REGION_COLS],
                            res["support"][r:r + REGION_ROWS, h:h + REGION_COLS], (i, j))
     halo = out / f"halo_r{i}_c{j}.npz"
-    tmp = out / f".halo_r{i}_c{j}.part.npz"
-    np.savez(tmp, prediction=res["prediction"], r0=res["r0"], c0=res["c0"], halo=res["halo"], region=[i, j])
-    os.replace(tmp, halo)
+    with atomic_output(halo) as tmp:
+        np.savez(tmp, prediction=res["prediction"], r0=res["r0"], c0=res["c0"], halo=res["halo"], region=[i, j])
     return dict(status="done", file=os.path.relpath(tif, ws), halo_file=os.path.relpath(halo, ws),
                 seconds=round(time.time() - t0, 2))
 

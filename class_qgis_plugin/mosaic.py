@@ -191,9 +191,7 @@ def write_cogs(folder, mosaic, prefix="mosaic", progress=None):
     DEFLATE, 512-pixel tiles, overviews, ESRI:104903), atomically, one element in memory at a time.
     A window across 180 deg starts east of its gap (the raster's columns are contiguous). Returns
     the paths."""
-    import rasterio
     from rasterio.shutil import copy as rio_copy
-    from rasterio.transform import from_origin
 
     from .progress import as_progress
 
@@ -213,16 +211,10 @@ def write_cogs(folder, mosaic, prefix="mosaic", progress=None):
         p.set(e / len(ELEMENTS), f"mosaic of {el}")
         path = os.path.join(folder, f"{prefix}_{el}.tif")
         tmp_plain = path + ".plain.tif"
-        b = mosaic.band(e)[:, order]
-        band = np.where(np.isfinite(b), b, geo.NODATA).astype(np.float32)
-        prof = dict(driver="GTiff", height=band.shape[0], width=band.shape[1], count=1, dtype="float32",
-                    crs=geo.LUNAR_RASTER_CRS, transform=from_origin(west, north, geo.PIXEL_DLON, geo.PIXEL_DLAT),
-                    nodata=geo.NODATA, tiled=True, blockxsize=256, blockysize=256)
         with geo.atomic_output(path) as tmp:
-            try:
-                with rasterio.open(tmp_plain, "w", **prof) as dst:
-                    dst.write(band, 1)
-                    dst.set_band_description(1, f"{el} wt%")
+            try:        # the plugin's GeoTIFF writer, then GDAL's COG driver over it
+                geo.write_geotiff(tmp_plain, mosaic.band(e)[None, :, order], west, north, geo.PIXEL_DLON,
+                                  geo.PIXEL_DLAT, band_names=[f"{el} wt%"])
                 rio_copy(tmp_plain, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
                          OVERVIEW_RESAMPLING="AVERAGE")
             finally:
